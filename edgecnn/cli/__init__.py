@@ -1,0 +1,25 @@
+"""The `edgecnn` command line: one module per command, each thin.
+
+Command modules are imported here so Typer knows them, but every heavy SDK (torch included) is
+imported inside the command function, so `edgecnn bench` on a device never imports torch.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="edgecnn",
+    help="Train, export, quantize, benchmark and verify CNN classifiers for edge devices.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# Each module registers its command(s) on `app` when imported.
+from edgecnn.cli import models as _models  # noqa: E402,F401
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,104 @@
+"""What every command shares: error handling, JSON output, consoles.
+
+Commands stay thin: parse options, call the library, print. Errors raised by the library are
+`EdgecnnError`s; `handle_errors` turns them into one line on stderr and the right exit code.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from edgecnn.errors import EdgecnnError
+
+# Piped output (CI logs, `| tee`) gets a wide console so tables are not squeezed to 80 columns.
+_PIPED_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
+console = Console(width=_PIPED_WIDTH)
+err_console = Console(stderr=True)
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("EDGECNN_DEBUG", "") not in ("", "0")
+
+
+def handle_errors(fn):
+    """Wrap a command: an EdgecnnError becomes one stderr line and its exit code.
+
+    Unexpected exceptions also become one line (exit 1) unless EDGECNN_DEBUG=1 asks for the
+    traceback, so users never see a wall of internals for a problem they can fix.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except EdgecnnError as exc:
+            if debug_enabled():
+                raise
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+        except Exception as exc:  # noqa: BLE001 - the last line of defence for users
+            if debug_enabled():
+                raise
+            typer.echo(
+                f"error: unexpected {type(exc).__name__}: {exc} (set EDGECNN_DEBUG=1 for the traceback)",
+                err=True,
+            )
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def note(message: str) -> None:
+    """A side message for people (alias resolution, warnings): stderr, so stdout stays clean."""
+    err_console.print(message, highlight=False)
+
+
+def write_json(path: Path | str, payload: Any) -> Path:
+    """Write JSON atomically: a temp file in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle, indent=2, default=_json_default)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _json_default(value: Any):
+    # numpy scalars and arrays, tuples of them, paths: everything our reports hold.
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def human_count(value: float) -> str:
+    """4_231_976 -> '4.23 M' (for tables; the JSON keeps exact integers)."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.2f} {unit}"
+    return f"{value:.0f}"
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()

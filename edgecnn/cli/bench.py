@@ -1,0 +1,136 @@
+"""`edgecnn bench PATH`: latency of every artifact of a bundle (or of one file), side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from edgecnn.cli import app
+from edgecnn.cli._common import console, err_console, handle_errors, note, write_json
+
+
+@app.command("bench")
+@handle_errors
+def bench(
+    path: Path = typer.Argument(..., help="A bundle folder, its manifest.json, or one artifact file."),
+    runtime: Optional[str] = typer.Option(
+        None, "--runtime", help="Only this runtime's artifacts (bundle), or the runtime for a file."
+    ),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", help="Threads per runtime [default: the device profile's, else the physical cores]."
+    ),
+    batch: str = typer.Option("1", "--batch", help="Batch size, or a sweep: 1,8."),
+    warmup: int = typer.Option(10, "--warmup", help="Untimed runs before timing."),
+    iters: Optional[int] = typer.Option(None, "--iters", help="Timed runs per artifact and batch."),
+    min_time: Optional[float] = typer.Option(
+        None, "--min-time", help="Time each artifact and batch for at least S seconds [default: 3]."
+    ),
+    baseline: Optional[str] = typer.Option(
+        None, "--baseline",
+        help="Speed-ups against this artifact (a name or a runtime; 'torch' adds the PyTorch eager run) "
+             "[default: the slowest].",
+    ),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the full report as JSON."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Draw p50 bars with p90-p99 whiskers (PNG)."),
+    timeout: Optional[float] = typer.Option(
+        None, "--timeout", help="Give up on one artifact and batch after S seconds."
+    ),
+) -> None:
+    """Benchmark latency, throughput, load time and memory of each artifact, each in its own process."""
+    from edgecnn import bench as bench_lib
+
+    targets, bundle = bench_lib.targets_from_path(path, runtime)
+    if baseline is not None and baseline.lower() in ("torch", "pytorch") and not any(
+        t.runtime == "torch" for t in targets
+    ):
+        targets.append(bench_lib.torch_reference_target(bundle, targets))
+    settings = bench_lib.BenchSettings(
+        threads=threads if threads is not None else bench_lib.default_threads_for(bundle),
+        batches=bench_lib.parse_batches(batch),
+        warmup=warmup,
+        iters=iters,
+        min_time_s=min_time,
+        timeout_s=timeout,
+    )
+    if baseline is not None and baseline.lower() in ("torch", "pytorch"):
+        baseline = next(t.name for t in targets if t.runtime == "torch")
+    bench_lib.resolve_baseline(targets, baseline)  # fail before measuring anything
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    total = len(targets) * len(settings.batches)
+    with Progress(
+        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=err_console, transient=True, disable=not err_console.is_terminal,
+    ) as progress:
+        task = progress.add_task("benchmarking", total=total)
+
+        def on_result(target, batch_size, row):
+            progress.update(task, advance=1, description=f"{target.name} batch {batch_size}")
+
+        report = bench_lib.run_benchmark(targets, settings, baseline=baseline, on_result=on_result)
+
+    report["path"] = str(path)
+    if bundle is not None:
+        report["bundle"] = {"root": str(bundle.root), "target": bundle.target,
+                            "device_profile": bundle.profile}
+    for skipped in report["skipped"]:
+        note(f"skipped {skipped['name']} at batch {skipped['batch']}: {skipped['reason']}")
+    if not report["artifacts"]:
+        from edgecnn.errors import BadInputError
+
+        raise BadInputError("no artifact could be benchmarked at the batch sizes asked for")
+
+    console.print(results_table(report))
+    console.print(settings.describe(), style="dim", highlight=False)
+    env = report["environment"]
+    console.print(
+        f"Environment: {env['cpu_model']}, {env['physical_cores']} physical cores, "
+        f"load average {_fmt_load(env.get('loadavg_before'))} -> {_fmt_load(env.get('loadavg_after'))}; "
+        + ", ".join(f"{k} {str(v).split('-')[0]}" for k, v in env["runtime_versions"].items()),
+        style="dim", highlight=False,
+    )
+    if json_path is not None:
+        write_json(json_path, report)
+        note(f"wrote {json_path}")
+    if plot is not None:
+        bench_lib.plot_latency(report["artifacts"], plot)
+        note(f"wrote {plot}")
+
+
+def results_table(report: dict) -> Table:
+    """One row per artifact and batch size (mean, std, min, max and the settings are in --json)."""
+    from rich import box
+
+    baseline = report.get("baseline")
+    reference = f"vs {baseline}" if baseline else "vs the slowest at each batch size"
+    table = Table(
+        title="edgecnn bench", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0),
+        caption=("p50/p90/p99: latency per batch, ms; load and 1st (first inference): ms; "
+                 f"RSS: peak resident MB; size: MB; speed-up: p50 {reference}"),
+        caption_justify="left",
+    )
+    table.add_column("artifact", overflow="fold", min_width=14)
+    for header in ("batch", "p50", "p90", "p99", "img/s", "load", "1st", "RSS", "size", "speed-up"):
+        table.add_column(header, justify="right", no_wrap=True)
+    for row in report["artifacts"]:
+        lat = row["latency_ms"]
+        table.add_row(
+            f"{row['name']}\n[dim]{row['runtime']} {row['precision'] or ''}[/dim]".rstrip(),
+            str(row["batch"]),
+            f"{lat['p50']:.2f}", f"{lat['p90']:.2f}", f"{lat['p99']:.2f}", _fmt_rate(row["throughput_ips"]),
+            f"{row['load_ms']:.0f}", f"{row['first_inference_ms']:.1f}", f"{row['peak_rss_mb']:.0f}",
+            f"{row['size_mb']:.2f}", f"{row['speedup']:.2f}x",
+        )
+    return table
+
+
+def _fmt_rate(value: float) -> str:
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def _fmt_load(value) -> str:
+    return "?" if not value else f"{value[0]:.2f}"

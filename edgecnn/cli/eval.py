@@ -1,0 +1,76 @@
+"""`edgecnn eval`: top-1/top-5 of a checkpoint or a zoo model on the test split of a data SPEC."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from edgecnn.cli import app
+from edgecnn.cli._common import console, handle_errors, note, write_json
+
+
+@app.command("eval")
+@handle_errors
+def eval_command(
+    source: str = typer.Argument(..., help="A checkpoint (model.pt or its folder) or a model NAME."),
+    data: Optional[str] = typer.Option(None, "--data", help="Data SPEC [default: the checkpoint's own data]."),
+    split: str = typer.Option("test", "--split", help="test, val or train."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="With a NAME: imagenet (default), random or a weights file."),
+    state_dict: Optional[Path] = typer.Option(None, "--state-dict", help="With a NAME: your torchvision-style state dict."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where downloadable datasets live."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Split seed [default: the checkpoint's, else 0]."),
+    batch_size: int = typer.Option(256, "--batch-size", help="Inference batch size."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON to this file."),
+) -> None:
+    """Report top-1 and top-5 accuracy on the test split."""
+    from edgecnn.checkpoint import load_model
+    from edgecnn.data import load_data, preprocess_for
+    from edgecnn.errors import BadInputError
+    from edgecnn.train import evaluate
+
+    loaded = load_model(source, weights=weights, state_dict=state_dict)
+    if not loaded.from_checkpoint and loaded.spec.name != source:
+        note(f"{source} -> {loaded.spec.name}")
+    checkpoint = loaded.checkpoint or {}
+    data = data or checkpoint.get("data")
+    if not data:
+        raise BadInputError("--data SPEC is needed to evaluate a model NAME (e.g. --data digits)")
+    if data_root is None and checkpoint.get("data_root"):
+        data_root = Path(checkpoint["data_root"])
+    split_seed = seed if seed is not None else int(checkpoint.get("seed") or 0)
+    dataset = load_data(data, data_root=data_root, seed=split_seed)
+    if dataset.num_classes != loaded.num_classes:
+        raise BadInputError(
+            f"class-count mismatch: {source} predicts {loaded.num_classes} classes, {data} has {dataset.num_classes}"
+        )
+    if loaded.from_checkpoint:
+        preprocess = loaded.preprocess
+    else:
+        preprocess = preprocess_for(loaded.spec, dataset, pretrained=True, data_spec=data)
+    if not loaded.accuracy_meaningful:
+        note("random weights: this accuracy means nothing")
+    top1, top5 = evaluate(loaded.model, dataset.split(split), preprocess, batch_size=batch_size)
+    result = {
+        "model": loaded.spec.name,
+        "source": str(source),
+        "weights": loaded.provenance.get("weights"),
+        "data": data,
+        "split": split,
+        "seed": split_seed,
+        "samples": len(dataset.split(split)),
+        "top1": round(top1, 3),
+        "top5": round(top5, 3),
+        "preprocess": preprocess.to_dict(),
+        "accuracy_meaningful": loaded.accuracy_meaningful,
+    }
+    table = Table(title=f"{loaded.spec.name} on {data} ({split}, {result['samples']} images)")
+    for column in ("top-1", "top-5"):
+        table.add_column(column, justify="right")
+    table.add_row(f"{top1:.2f} %", f"{top5:.2f} %")
+    console.print(table)
+    if json_path:
+        write_json(json_path, result)
+        note(f"wrote {json_path}")

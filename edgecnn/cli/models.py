@@ -1,0 +1,76 @@
+"""`edgecnn models` and `edgecnn info`: what is in the zoo, and what one model is made of."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from edgecnn.cli import app
+from edgecnn.cli._common import console, handle_errors, human_count, note, write_json
+
+
+@app.command("models")
+@handle_errors
+def models_command(
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the table as JSON to this file."),
+    family: Optional[str] = typer.Option(None, help="Only 'lightweight' or 'baseline'."),
+) -> None:
+    """List every model in the zoo: family, parameters, multiply-adds, input size, aliases."""
+    from edgecnn.zoo.catalog import zoo_rows
+
+    rows = zoo_rows(family=family)
+    table = Table(title="edgecnn model zoo", caption="MACs: multiply-adds of conv + linear layers, one image at the default input")
+    for column, justify in (("name", "left"), ("family", "left"), ("params", "right"), ("MACs", "right"),
+                            ("input", "left"), ("min side", "right"), ("source", "left"), ("aliases", "left")):
+        table.add_column(column, justify=justify)
+    for row in rows:
+        table.add_row(
+            row["name"], row["family"], human_count(row["params"]), human_count(row["macs"]),
+            "x".join(map(str, row["input_size"])), str(row["min_size"]), row["source"], ", ".join(row["aliases"]),
+        )
+    console.print(table)
+    if json_path:
+        write_json(json_path, {"models": rows})
+        note(f"wrote {json_path}")
+
+
+@app.command("info")
+@handle_errors
+def info_command(
+    name: str = typer.Argument(..., help="Model name or alias (see `edgecnn models`)."),
+    input_size: Optional[int] = typer.Option(None, "--input-size", help="Input side H (= W); default: the model's."),
+    num_classes: int = typer.Option(1000, "--num-classes", help="Classifier outputs."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the breakdown as JSON to this file."),
+) -> None:
+    """Per-layer breakdown of one model: type, output shape, parameters, multiply-adds."""
+    from edgecnn.errors import BadInputError
+    from edgecnn.zoo import get_spec
+    from edgecnn.zoo.profile import profile_spec
+
+    spec = get_spec(name)
+    if spec.name != name:
+        note(f"{name} -> {spec.name}")
+    side = spec.input_size[1] if input_size is None else input_size
+    if side < spec.min_size:
+        raise BadInputError(f"{spec.name} needs an input side of at least {spec.min_size}, got {side}")
+    if num_classes < 1:
+        raise BadInputError(f"--num-classes must be at least 1, got {num_classes}")
+    shape = (spec.channels, side, side)
+    profile = profile_spec(spec, num_classes=num_classes, side=side)
+
+    table = Table(title=f"{spec.name}  input {'x'.join(map(str, shape))}  {num_classes} classes")
+    for column, justify in (("layer", "left"), ("type", "left"), ("output", "left"), ("params", "right"), ("MACs", "right")):
+        table.add_column(column, justify=justify)
+    for layer in profile.layers:
+        table.add_row(layer.name, layer.type, "x".join(map(str, layer.output_shape)),
+                      f"{layer.params:,}", f"{layer.macs:,}")
+    table.add_section()
+    table.add_row("total", "", "", f"{profile.total_params:,}", f"{profile.total_macs:,}")
+    console.print(table)
+    if json_path:
+        payload = {"model": spec.name, "num_classes": num_classes, **profile.to_dict()}
+        write_json(json_path, payload)
+        note(f"wrote {json_path}")

@@ -1,0 +1,162 @@
+"""INT8 OpenVINO IR by NNCF post-training quantization of the OpenVINO model.
+
+The OpenVINO model (converted from the exported ONNX, or read from an fp32 IR) is quantized,
+not the torch module: NNCF's torch backend compiles a C++ extension at run time. NNCF's CPU
+defaults are kept: per-channel symmetric int8 weights, per-tensor activations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.errors import BadInputError, require
+from edgecnn.export.openvino import ov_op_counts, read_model, save_ir
+from edgecnn.export.parity import Progress, check_samples
+
+__all__ = ["PRESETS", "TARGET_DEVICES", "OpenVinoInt8Result", "quantize_openvino_int8"]
+
+PRESETS = ("performance", "mixed")  # symmetric activations | asymmetric activations
+TARGET_DEVICES = ("CPU", "ANY", "GPU", "NPU")
+_EXTRA = "openvino"
+
+
+@dataclass(frozen=True)
+class OpenVinoInt8Result:
+    """The INT8 IR that `quantize_openvino_int8` wrote."""
+
+    xml_path: Path
+    bin_path: Path
+    source: Path
+    preset: str
+    target_device: str
+    calibration_size: int  # images NNCF actually used (subset_size capped by the data)
+    fake_quantize_nodes: int
+    ops_before: dict[str, int]
+    ops_after: dict[str, int]
+    quantize_s: float
+    bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("xml_path", "bin_path", "source"):
+            data[key] = str(data[key])
+        return data
+
+
+@contextlib.contextmanager
+def _quiet_nncf():
+    """NNCF logs INFO lines and draws rich progress bars on the global console; the CLI owns
+    the terminal, so both are muted for the call (our `progress` callback reports instead)."""
+    loggers = [logging.getLogger(name) for name in ("nncf", "torch.utils.cpp_extension")]
+    previous_levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    console = None
+    try:
+        import rich
+
+        console = rich.get_console()
+    except ImportError:  # pragma: no cover - rich is a core dependency
+        pass
+    previous_quiet = console.quiet if console is not None else None
+    if console is not None:
+        console.quiet = True
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, previous_levels):
+            logger.setLevel(level)
+        if console is not None:
+            console.quiet = previous_quiet
+
+
+def quantize_openvino_int8(
+    model_path: str | os.PathLike,
+    xml_path: str | os.PathLike,
+    calibration_batches: np.ndarray,
+    *,
+    preset: str = "performance",
+    subset_size: int | None = None,
+    target_device: str = "CPU",
+    fast_bias_correction: bool = True,
+    progress: Progress | None = None,
+) -> OpenVinoInt8Result:
+    """Quantize the ONNX or fp32 IR model at `model_path` to an INT8 IR at `xml_path` with NNCF.
+
+    `calibration_batches` is a preprocessed float32 NCHW array; `subset_size` defaults to all
+    of it. `preset="mixed"` uses asymmetric activations (better for non-ReLU activations).
+    """
+    with _quiet_nncf():  # importing nncf probes torch's C++ extension setup and logs about CUDA
+        nncf = require("nncf", _EXTRA, "OpenVINO INT8 quantization")
+    preset = preset.lower()
+    if preset not in PRESETS:
+        raise BadInputError(f"unknown NNCF preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    target_device = target_device.upper()
+    if target_device not in TARGET_DEVICES:
+        raise BadInputError(
+            f"unknown NNCF target device {target_device!r}: choose one of {', '.join(TARGET_DEVICES)}"
+        )
+
+    model = read_model(model_path)
+    images = check_samples(calibration_batches)
+    shape = model.input(0).get_partial_shape()
+    expected = tuple(None if d.is_dynamic else d.get_length() for d in shape)
+    if len(expected) != 4 or any(
+        want is not None and want != got for want, got in zip(expected[1:], images.shape[1:])
+    ):
+        raise BadInputError(
+            f"calibration data has shape (C, H, W) = {tuple(images.shape[1:])} but "
+            f"{Path(model_path).name} takes {expected[1:]}: bring it to the model's input size "
+            "and preprocessing"
+        )
+    size = len(images) if subset_size is None else min(int(subset_size), len(images))
+    if size < 1:
+        raise BadInputError(f"subset size must be at least 1, got {subset_size}")
+
+    seen = 0
+
+    def one_image(index: int) -> np.ndarray:
+        # One image per item: NNCF counts subset_size in items, and warns that larger
+        # batches skew its per-sample statistics.
+        nonlocal seen
+        seen += 1
+        if progress is not None:
+            progress(min(seen, size), size)
+        return images[index : index + 1]
+
+    ops_before = ov_op_counts(model)
+    started = time.perf_counter()
+    with _quiet_nncf():
+        quantized = nncf.quantize(
+            model,
+            nncf.Dataset(range(size), one_image),
+            preset=getattr(nncf.QuantizationPreset, preset.upper()),
+            target_device=getattr(nncf.TargetDevice, target_device),
+            subset_size=size,
+            fast_bias_correction=fast_bias_correction,
+        )
+    quantize_s = time.perf_counter() - started
+    # Weights are int8 already; keeping the rest fp32 keeps the quantization scales exact.
+    xml, bin_ = save_ir(quantized, Path(xml_path), compress_to_fp16=False)
+    ops_after = ov_op_counts(quantized)
+    return OpenVinoInt8Result(
+        xml_path=xml,
+        bin_path=bin_,
+        source=Path(model_path),
+        preset=preset,
+        target_device=target_device,
+        calibration_size=size,
+        fake_quantize_nodes=ops_after.get("FakeQuantize", 0),
+        ops_before=ops_before,
+        ops_after=ops_after,
+        quantize_s=quantize_s,
+        bytes=xml.stat().st_size + bin_.stat().st_size,
+    )
