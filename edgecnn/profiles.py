@@ -1,0 +1,191 @@
+"""Device profiles: one TOML file per export target in `devices/` (shipped inside the package).
+
+A profile names the runtime, the precisions the device can run, the default precision, threads,
+the ONNX opset and input limits. A malformed profile is refused with the field named, because a
+silently wrong profile produces an artifact that fails only on the device.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgecnn.errors import BadInputError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+RUNTIMES = ("onnxruntime", "openvino", "tflite", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "int8")
+# The artifact format each runtime deploys.
+FORMAT_OF_RUNTIME = {"onnxruntime": "onnx", "openvino": "openvino", "tflite": "tflite", "tensorrt": "tensorrt"}
+OPSET_RANGE = (11, 21)
+_TOP_LEVEL = {"description", "runtime", "precisions", "default_precision", "threads", "opset", "input",
+              "notes", "alias_of", "tensorrt", "name"}
+_INPUT_FIELDS = {"max_size", "max_batch"}
+
+
+class ProfileError(BadInputError):
+    """A device profile is missing, malformed or asks for something it cannot run (exit 2)."""
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """A validated device profile."""
+
+    name: str
+    description: str
+    runtime: str
+    precisions: tuple[str, ...]
+    default_precision: str
+    threads: int  # 0: the physical cores of the machine that runs the bundle
+    opset: int
+    max_size: int
+    max_batch: int
+    path: Path
+    notes: str = ""
+    alias_of: str | None = None
+    tensorrt: dict = field(default_factory=dict)  # TensorRT profiles only
+
+    @property
+    def format(self) -> str:
+        return FORMAT_OF_RUNTIME[self.runtime]
+
+    def to_dict(self) -> dict[str, Any]:
+        """What the bundle manifest records (bench reads `threads` from it)."""
+        payload = {
+            "name": self.name,
+            "description": self.description,
+            "runtime": self.runtime,
+            "format": self.format,
+            "precisions": list(self.precisions),
+            "default_precision": self.default_precision,
+            "threads": self.threads,
+            "opset": self.opset,
+            "input": {"max_size": self.max_size, "max_batch": self.max_batch},
+            "notes": self.notes,
+        }
+        if self.alias_of:
+            payload["alias_of"] = self.alias_of
+        if self.tensorrt:
+            payload["tensorrt"] = self.tensorrt
+        return payload
+
+    def check_precision(self, precision: str) -> str:
+        """The precision to build, refusing one the device cannot run (with the reason)."""
+        if precision not in PRECISIONS:
+            raise ProfileError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+        if precision not in self.precisions:
+            why = self.tensorrt.get(f"no_{precision}_reason") or self.notes
+            raise ProfileError(
+                f"target {self.name} does not support {precision} (it supports {', '.join(self.precisions)})"
+                + (f": {why}" if why else "")
+            )
+        return precision
+
+
+def profiles_dir() -> Path:
+    """Where the shipped profiles are: inside the installed package, or the repository's devices/."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "devices", package.parent / "devices"):
+        if candidate.is_dir() and any(candidate.glob("*.toml")):
+            return candidate
+    raise ProfileError("no device profiles found: the edgecnn installation lacks its devices/ folder; reinstall it")
+
+
+def profile_names() -> list[str]:
+    return sorted(p.stem for p in profiles_dir().glob("*.toml"))
+
+
+def load_profile(name_or_path: str | Path, *, _seen: tuple[str, ...] = ()) -> DeviceProfile:
+    """A shipped profile by target name, or a user's own TOML file by path."""
+    text = str(name_or_path)
+    if text.endswith(".toml") or "/" in text or "\\" in text:
+        path = Path(text)
+        if not path.is_file():
+            raise ProfileError(f"device profile {path} not found")
+    else:
+        path = profiles_dir() / f"{text}.toml"
+        if not path.is_file():
+            import difflib
+
+            names = profile_names()
+            close = difflib.get_close_matches(text, names, n=3, cutoff=0.5)
+            hint = f"did you mean {' or '.join(close)}? " if close else ""
+            raise ProfileError(f"unknown target {text!r}: {hint}targets: {', '.join(names)} (edgecnn devices)")
+    try:
+        payload = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ProfileError(f"device profile {path} is not valid TOML: {exc}") from None
+    name = str(payload.get("name") or path.stem)
+    alias = payload.get("alias_of")
+    if alias is not None:
+        if not isinstance(alias, str) or not alias:
+            raise ProfileError(f"device profile {path}: field 'alias_of' must be a profile name")
+        if alias in _seen or alias == name:
+            raise ProfileError(f"device profile {path}: 'alias_of' makes a cycle ({' -> '.join((*_seen, name, alias))})")
+        target = load_profile(alias, _seen=(*_seen, name))
+        return DeviceProfile(**{**target.__dict__, "name": name, "alias_of": target.name,
+                                "description": str(payload.get("description") or target.description)})
+    return _validate(payload, path, name)
+
+
+def _validate(payload: dict, path: Path, name: str) -> DeviceProfile:
+    def fail(field_name: str, problem: str) -> ProfileError:
+        return ProfileError(f"device profile {path}: field '{field_name}' {problem}")
+
+    unknown = sorted(set(payload) - _TOP_LEVEL)
+    if unknown:
+        raise fail(unknown[0], f"is not a profile field (known: {', '.join(sorted(_TOP_LEVEL))})")
+    for key in ("description", "runtime", "precisions", "default_precision", "threads", "opset", "input"):
+        if key not in payload:
+            raise fail(key, "is missing")
+    if not isinstance(payload["description"], str):
+        raise fail("description", "must be a string")
+    runtime = payload["runtime"]
+    if runtime not in RUNTIMES:
+        raise fail("runtime", f"must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    precisions = payload["precisions"]
+    if not isinstance(precisions, list) or not precisions or any(p not in PRECISIONS for p in precisions):
+        raise fail("precisions", f"must be a non-empty list drawn from {', '.join(PRECISIONS)}, got {precisions!r}")
+    default = payload["default_precision"]
+    if default not in precisions:
+        raise fail("default_precision", f"must be one of the profile's precisions {precisions}, got {default!r}")
+    threads = payload["threads"]
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
+        raise fail("threads", f"must be an integer >= 0 (0 = physical cores), got {threads!r}")
+    opset = payload["opset"]
+    if not isinstance(opset, int) or isinstance(opset, bool) or not OPSET_RANGE[0] <= opset <= OPSET_RANGE[1]:
+        raise fail("opset", f"must be an integer in {OPSET_RANGE[0]}..{OPSET_RANGE[1]}, got {opset!r}")
+    limits = payload["input"]
+    if not isinstance(limits, dict):
+        raise fail("input", "must be a table with max_size and max_batch")
+    for key in sorted(_INPUT_FIELDS):
+        value = limits.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise fail(f"input.{key}", f"must be a positive integer, got {value!r}")
+    extra = sorted(set(limits) - _INPUT_FIELDS)
+    if extra:
+        raise fail(f"input.{extra[0]}", "is not an input limit (known: max_size, max_batch)")
+    tensorrt = payload.get("tensorrt", {})
+    if not isinstance(tensorrt, dict):
+        raise fail("tensorrt", "must be a table")
+    if runtime == "tensorrt" and not tensorrt:
+        raise fail("tensorrt", "is missing (TensorRT profiles state the JetPack/TensorRT versions)")
+    notes = payload.get("notes", "")
+    if not isinstance(notes, str):
+        raise fail("notes", "must be a string")
+    return DeviceProfile(
+        name=name, description=payload["description"], runtime=runtime, precisions=tuple(precisions),
+        default_precision=default, threads=threads, opset=opset, max_size=limits["max_size"],
+        max_batch=limits["max_batch"], path=path, notes=notes, tensorrt=dict(tensorrt),
+    )
+
+
+def list_profiles() -> list[DeviceProfile]:
+    """Every shipped profile (a malformed one raises: the package must not ship one)."""
+    return [load_profile(name) for name in profile_names()]
