@@ -1,0 +1,225 @@
+"""`edgecnn export`, `edgecnn quantize` and `edgecnn devices`: from a model to a deploy bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from edgecnn.cli import app
+from edgecnn.cli._common import console, handle_errors, note, write_json
+
+
+def _progress_stage():
+    """A spinner line per stage on stderr (stdout keeps the table), plus the stage's duration."""
+    from rich.console import Console
+    from rich.status import Status
+
+    err = Console(stderr=True)
+    state: dict = {"status": None}
+
+    def stage(message: str) -> None:
+        if state["status"] is None:
+            state["status"] = Status(message, console=err)
+            state["status"].start()
+        else:
+            state["status"].update(message)
+        if not err.is_terminal:  # CI logs get one timestamped line per stage instead of a spinner
+            err.log(message)
+
+    def stop() -> None:
+        if state["status"] is not None:
+            state["status"].stop()
+
+    return stage, stop
+
+
+@app.command("export")
+@handle_errors
+def export_command(
+    source: str = typer.Argument(..., help="Zoo model name (see `edgecnn models`) or a checkpoint (model.pt or its folder)."),
+    target: str = typer.Option(..., "--target", "-t", help="Device profile (see `edgecnn devices`) or a .toml file."),
+    precision: Optional[str] = typer.Option(None, "--precision", "-p", help="fp32, fp16 or int8 (default: the profile's)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Bundle folder (default: dist/MODEL-TARGET-PRECISION)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing bundle folder."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Zoo name only: imagenet (default), random, or a weights file."),
+    state_dict: Optional[Path] = typer.Option(None, "--state-dict", help="Zoo name only: your torchvision-style state dict."),
+    calib_data: Optional[str] = typer.Option(None, "--calib-data", help="Data SPEC for INT8 calibration and the golden set (default: the checkpoint's data); 'noise' only for latency tests."),
+    calib_size: int = typer.Option(300, "--calib-size", help="Calibration images (class-balanced sample of the training split)."),
+    calib_method: str = typer.Option("minmax", "--calib-method", help="ONNX Runtime / TensorRT calibration: minmax, entropy or percentile."),
+    golden_size: int = typer.Option(300, "--golden-size", help="Held-out samples saved with PyTorch logits for on-device checks."),
+    input_size: Optional[int] = typer.Option(None, "--input-size", help="Zoo name only: input side (default: the model's)."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where downloadable data sets live."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the calibration and golden samples."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the export report as JSON."),
+) -> None:
+    """Export a model for one device: ONNX, fusion, INT8, the target's format, a verified bundle."""
+    from edgecnn.export.pipeline import ExportRequest, export_bundle
+    from edgecnn.profiles import load_profile
+
+    _note_alias(source)
+    profile = load_profile(target)
+    chosen = precision or profile.default_precision
+    if out is None:
+        stem = Path(source).stem if Path(source).exists() else source
+        if stem == "model" and Path(source).exists():
+            stem = Path(source).resolve().parent.name
+        out = Path("dist") / f"{stem}-{profile.name}-{chosen}"
+    request = ExportRequest(
+        source=source, target=target, out=out, precision=precision, force=force, weights=weights,
+        state_dict=str(state_dict) if state_dict else None, calib_data=calib_data, calib_size=calib_size,
+        calib_method=calib_method, data_root=str(data_root) if data_root else None, golden_size=golden_size,
+        input_size=input_size, seed=seed,
+    )
+    stage, stop = _progress_stage()
+    try:
+        report = export_bundle(request, stage=stage)
+    finally:
+        stop()
+    print_export_report(report)
+    if json_path:
+        write_json(json_path, {"bundle": str(report.bundle.root), "target": report.profile.name,
+                               "precision": report.precision, "seconds": round(report.seconds, 2),
+                               "artifacts": report.rows, "fusion": report.bundle.manifest.get("fusion"),
+                               "warnings": report.warnings, "next_steps": report.next_steps})
+        note(f"wrote {json_path}")
+
+
+def print_export_report(report) -> None:
+    """The table of artifacts (size, export time, agreement with PyTorch) and what to do next."""
+    manifest = report.bundle.manifest
+    golden = manifest.get("golden") or {}
+    table = Table(title=f"{manifest['model']['name']} -> {report.profile.name} ({report.profile.runtime})  "
+                        f"bundle {report.bundle.root}",
+                  caption=f"parity: PyTorch fp32 vs artifact on the golden set ({golden.get('samples')} samples: "
+                          f"{golden.get('source')})")
+    for column, justify in (("artifact", "left"), ("precision", "left"), ("size MB", "right"),
+                            ("export s", "right"), ("agreement", "right"), ("max |diff|", "right"),
+                            ("top-1", "right"), ("drop pts", "right")):
+        table.add_column(column, justify=justify)
+    for row in report.rows:
+        parity = row.get("parity") or {}
+        top1 = parity.get("top1")
+        table.add_row(
+            row["artifact"], row["precision"], f"{row['bytes'] / 1e6:.2f}", f"{row['export_s']:.1f}",
+            f"{parity['top1_agreement']:.2%}" if parity else "-",
+            f"{parity['max_abs_diff']:.3g}" if parity else "-",
+            f"{top1:.2f}" if top1 is not None else "-",
+            f"{parity['drop']:+.2f}" if top1 is not None else "-",
+        )
+    console.print(table)
+    fusion = manifest.get("fusion") or {}
+    if "nodes_before" in fusion:
+        console.print(f"fusion: {fusion['nodes_before']} ONNX nodes as exported -> {fusion['nodes_after']} after "
+                      f"BatchNorm folding and slimming ({fusion['batchnorm_modules_folded']} BatchNorm layers folded, "
+                      f"{fusion['batchnorm_nodes_after']} BatchNormalization nodes left)")
+    for warning in report.warnings:
+        note(f"warning: {warning}")
+    for step in report.next_steps:
+        console.print(step)
+    console.print(f"bundle written to {report.bundle.root} in {report.seconds:.1f} s; next: "
+                  f"edgecnn bench {report.bundle.root}  |  edgecnn verify {report.bundle.root}")
+
+
+@app.command("quantize")
+@handle_errors
+def quantize_command(
+    model: Path = typer.Argument(..., help="An fp32 ONNX model (e.g. a bundle's onnx/model.fp32.onnx)."),
+    calib_data: str = typer.Option(..., "--calib-data", help="Data SPEC for calibration (digits, idx:DIR, imagefolder:DIR, ...)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output file: .onnx (ONNX Runtime QDQ) or .xml (OpenVINO NNCF)."),
+    like: Optional[Path] = typer.Option(None, "--like", help="Checkpoint or bundle whose preprocessing the model expects (default: the bundle the model sits in)."),
+    calib_size: int = typer.Option(300, "--calib-size", help="Calibration images."),
+    method: str = typer.Option("minmax", "--method", help="ONNX Runtime calibration: minmax, entropy or percentile."),
+    symmetric: bool = typer.Option(False, "--symmetric", help="Symmetric int8 Q/DQ (zero point 0), as TensorRT wants."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root"),
+    seed: int = typer.Option(0, "--seed"),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
+) -> None:
+    """INT8-quantize one ONNX model on real calibration data (a single stage of `export`)."""
+    from edgecnn.data import calibration_images, load_data
+    from edgecnn.errors import BadInputError
+
+    if not model.is_file():
+        raise BadInputError(f"not found: {model}")
+    if out.exists() and not force:
+        raise BadInputError(f"{out} already exists: pass --force to replace it")
+    if out.suffix not in (".onnx", ".xml"):
+        raise BadInputError(f"--out must end in .onnx (ONNX Runtime) or .xml (OpenVINO), got {out.name}")
+    preprocess = _preprocess_for(model, like)
+    dataset = load_data(calib_data, data_root=data_root, seed=seed)
+    images, _ = calibration_images(dataset, preprocess, n=calib_size, seed=seed)
+    note(f"calibrating on {len(images)} images of {calib_data}, preprocessed to {list(preprocess.input_shape)}")
+    if out.suffix == ".onnx":
+        from edgecnn.quantize.onnxruntime_int8 import quantize_onnx_int8
+
+        result = quantize_onnx_int8(model, out, images, method=method, symmetric=symmetric)
+        console.print(f"wrote {out}: {result.node_count_before} -> {result.node_count_after} nodes, "
+                      f"{result.activation_type} activations, {result.weight_type} per-channel weights, "
+                      f"{result.calibration_method} calibration on {result.calibration_size} images")
+    else:
+        from edgecnn.quantize.openvino_nncf import quantize_openvino_int8
+
+        result = quantize_openvino_int8(model, out, images)
+        console.print(f"wrote {out}: {result.fake_quantize_nodes} FakeQuantize nodes, NNCF {result.preset} preset, "
+                      f"{result.calibration_size} calibration images")
+
+
+def _preprocess_for(model: Path, like: Optional[Path]):
+    """The preprocessing a bare ONNX model expects: from --like, or the bundle it sits in."""
+    from edgecnn.bundle import MANIFEST_NAME, load_bundle
+    from edgecnn.errors import BadInputError
+
+    if like is not None:
+        if like.is_dir() and (like / MANIFEST_NAME).is_file() or like.name == MANIFEST_NAME:
+            return load_bundle(like).preprocess
+        from edgecnn.checkpoint import read_checkpoint
+
+        return read_checkpoint(like if like.is_file() else like / "model.pt")["preprocess_spec"]
+    for folder in [model.resolve().parent, *model.resolve().parents][:3]:
+        if (folder / MANIFEST_NAME).is_file():
+            preprocess = load_bundle(folder).preprocess
+            if preprocess is not None:
+                return preprocess
+    raise BadInputError(
+        f"cannot tell how {model.name} expects its input: pass --like CHECKPOINT_OR_BUNDLE "
+        "(the preprocessing it was exported with)"
+    )
+
+
+@app.command("devices")
+@handle_errors
+def devices_command(
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the profiles as JSON."),
+) -> None:
+    """List the device profiles (export targets): runtime, precisions, threads, limits."""
+    from edgecnn.profiles import list_profiles
+
+    profiles = list_profiles()
+    table = Table(title="edgecnn device profiles (devices/*.toml)")
+    for column in ("target", "runtime", "precisions", "default", "threads", "opset", "max input", "description"):
+        table.add_column(column)
+    for profile in profiles:
+        table.add_row(profile.name + (f" -> {profile.alias_of}" if profile.alias_of else ""), profile.runtime,
+                      ", ".join(profile.precisions), profile.default_precision,
+                      str(profile.threads or "all cores"), str(profile.opset),
+                      f"{profile.max_size}px x{profile.max_batch}", profile.description)
+    console.print(table)
+    if json_path:
+        write_json(json_path, {"devices": [p.to_dict() for p in profiles]})
+        note(f"wrote {json_path}")
+
+
+def _note_alias(source: str) -> None:
+    """Print `mobilenet -> mobilenet_v2` when a zoo alias is used."""
+    if Path(source).exists():
+        return
+    from edgecnn.zoo.registry import resolve_name
+
+    try:
+        resolved = resolve_name(source)
+    except Exception:  # noqa: BLE001 - load_model reports unknown names with suggestions
+        return
+    if resolved != source:
+        note(f"{source} -> {resolved}")
