@@ -19,3 +19,17 @@ def cli():
         return runner.invoke(app, list(args))
 
     return invoke
+
+
+@pytest.fixture(scope="session")
+def lenet_checkpoint(tmp_path_factory):
+    """A LeNet-5 trained briefly on scikit-learn's digits: a real checkpoint with real data behind it.
+
+    Shared by the export, bench and verify tests so the suite trains it once.
+    """
+    from edgecnn.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("lenet-digits")
+    result = train(TrainConfig(model="lenet5", data="digits", out_dir=str(out), epochs=4, threads=2),
+                   progress=False)
+    return result.checkpoint

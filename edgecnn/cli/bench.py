@@ -17,21 +17,22 @@ from edgecnn.cli._common import console, err_console, handle_errors, note, write
 def bench(
     path: Path = typer.Argument(..., help="A bundle folder, its manifest.json, or one artifact file."),
     runtime: Optional[str] = typer.Option(
-        None, "--runtime", help="Only this runtime's artifacts (bundle), or the runtime for a file."
+        None, "--runtime", help="Only this runtime's artifacts (bundle; 'torch' runs the checkpoint the manifest records), "
+             "or the runtime for a file."
     ),
     threads: Optional[int] = typer.Option(
-        None, "--threads", help="Threads per runtime [default: the device profile's, else the physical cores]."
+        None, "--threads", help="Threads per runtime (default: the bundle's device profile, else the physical cores)."
     ),
     batch: str = typer.Option("1", "--batch", help="Batch size, or a sweep: 1,8."),
     warmup: int = typer.Option(10, "--warmup", help="Untimed runs before timing."),
     iters: Optional[int] = typer.Option(None, "--iters", help="Timed runs per artifact and batch."),
     min_time: Optional[float] = typer.Option(
-        None, "--min-time", help="Time each artifact and batch for at least S seconds [default: 3]."
+        None, "--min-time", help="Time each artifact and batch for at least S seconds (default: 3 s unless --iters)."
     ),
     baseline: Optional[str] = typer.Option(
         None, "--baseline",
-        help="Speed-ups against this artifact (a name or a runtime; 'torch' adds the PyTorch eager run) "
-             "[default: the slowest].",
+        help="Speed-ups against this artifact (a name or a runtime; 'torch' adds the PyTorch eager run "
+             "of the checkpoint the manifest records) (default: the slowest at each batch size).",
     ),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the full report as JSON."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Draw p50 bars with p90-p99 whiskers (PNG)."),
@@ -43,10 +44,12 @@ def bench(
     from edgecnn import bench as bench_lib
 
     targets, bundle = bench_lib.targets_from_path(path, runtime)
-    if baseline is not None and baseline.lower() in ("torch", "pytorch") and not any(
-        t.runtime == "torch" for t in targets
-    ):
-        targets.append(bench_lib.torch_reference_target(bundle, targets))
+    if bench_lib.is_torch_baseline(baseline):
+        # The reference: PyTorch eager on the checkpoint the manifest records, in its own process
+        # (the only child that imports torch).
+        if not any(t.runtime == "torch" for t in targets):
+            targets.append(bench_lib.torch_reference_target(bundle, targets))
+        baseline = next(t.name for t in targets if t.runtime == "torch")
     settings = bench_lib.BenchSettings(
         threads=threads if threads is not None else bench_lib.default_threads_for(bundle),
         batches=bench_lib.parse_batches(batch),
@@ -55,8 +58,6 @@ def bench(
         min_time_s=min_time,
         timeout_s=timeout,
     )
-    if baseline is not None and baseline.lower() in ("torch", "pytorch"):
-        baseline = next(t.name for t in targets if t.runtime == "torch")
     bench_lib.resolve_baseline(targets, baseline)  # fail before measuring anything
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -93,6 +94,8 @@ def bench(
         + ", ".join(f"{k} {str(v).split('-')[0]}" for k, v in env["runtime_versions"].items()),
         style="dim", highlight=False,
     )
+    for name, applied in env.get("runtime_options", {}).items():
+        console.print(f"Applied by {name}: {_fmt_applied(applied)}", style="dim", highlight=False)
     if json_path is not None:
         write_json(json_path, report)
         note(f"wrote {json_path}")
@@ -134,3 +137,17 @@ def _fmt_rate(value: float) -> str:
 
 def _fmt_load(value) -> str:
     return "?" if not value else f"{value[0]:.2f}"
+
+
+# The settings that change a number, in the order people look for them; the rest is in --json.
+_APPLIED_KEYS = (
+    "intra_op_num_threads", "inter_op_num_threads", "graph_optimization_level", "execution_mode",
+    "INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT", "PERFORMANCE_HINT", "NUM_STREAMS",
+    "num_threads", "num_interop_threads", "api", "xnnpack", "package", "input_layout", "input_dtype",
+    "gpu", "batch_range", "precision",
+)
+
+
+def _fmt_applied(applied: dict) -> str:
+    shown = [f"{key}={applied[key]}" for key in _APPLIED_KEYS if key in applied and applied[key] is not None]
+    return ", ".join(shown) or ", ".join(f"{k}={v}" for k, v in applied.items())

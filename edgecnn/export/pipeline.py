@@ -174,9 +174,12 @@ def export_bundle(request: ExportRequest, stage: Stage | None = None) -> ExportR
                      "python": platform.python_version()},
             "warnings": warnings,
             "next_steps": context.next_steps,
+            **context.extra_manifest,
         }
         stage("writing the bundle")
         writer.commit(manifest)
+    for finish in context.deferred:
+        finish(request.out)
     bundle = load_bundle(request.out)
     return ExportReport(bundle=bundle, profile=profile, precision=precision, rows=context.rows,
                         warnings=warnings, next_steps=context.next_steps,
@@ -279,6 +282,8 @@ class _Context:
     fusion: dict = field(default_factory=dict)
     next_steps: list[str] = field(default_factory=list)
     calibration_details: dict = field(default_factory=dict)
+    extra_manifest: dict = field(default_factory=dict)  # runtime-specific manifest sections
+    deferred: list = field(default_factory=list)  # run on the finished bundle folder
 
     @property
     def precisions(self) -> list[str]:
@@ -410,6 +415,13 @@ def _build_tflite(ctx: _Context) -> None:
 
 
 def _build_tensorrt(ctx: _Context) -> None:
+    """fp32 ONNX + the fp16 / Q/DQ int8 graphs TensorRT builds from, build_engine.sh and a README.
+
+    The engine itself is built where TensorRT is (the Jetson): here when TensorRT imports, else
+    on the device with `bash build_engine.sh` or `edgecnn build`.
+    """
+    import importlib.util
+
     from edgecnn.export import tensorrt as trt_export
     from edgecnn.export.onnx import onnx_logits
 
@@ -417,20 +429,35 @@ def _build_tensorrt(ctx: _Context) -> None:
     result, seconds = _timed(lambda: ctx.onnx_fp32(fp32_path))
     ctx.add([fp32_path], format="onnx", runtime="onnxruntime", precision="fp32", seconds=seconds,
             logits_of=lambda: onnx_logits(fp32_path, ctx.data.golden_inputs), opset=result.opset,
-            role="tensorrt-source")
-    sources = {"fp32": fp32_path, "fp16": fp32_path}
-    if ctx.precision == "int8":
-        qdq_path = ctx.writer.path("onnx/model.int8.qdq.onnx")
-        ctx.stage("quantizing to INT8 for TensorRT (symmetric Q/DQ, per-channel weights)")
-        _, seconds = _timed(lambda: trt_export.quantize_for_tensorrt(fp32_path, qdq_path, ctx.data.calibration,
-                                                                    method=ctx.request.calib_method))
-        problems = trt_export.check_tensorrt_qdq(qdq_path)
-        if problems:
-            raise BadInputError("the Q/DQ model breaks TensorRT's rules: " + "; ".join(problems[:3]))
-        ctx.add([qdq_path], format="onnx", runtime="onnxruntime", precision="int8", seconds=seconds,
-                logits_of=lambda: onnx_logits(qdq_path, ctx.data.golden_inputs), role="tensorrt-source",
-                quantization="symmetric Q/DQ (TensorRT explicit quantization)")
-        sources["int8"] = qdq_path
-    engine_precisions = ["fp32", ctx.precision] if ctx.precision != "fp32" else ["fp32"]
-    ctx.next_steps.extend(trt_export.finish_bundle(ctx.writer.root, ctx.profile, ctx.precision, sources,
-                                                   engine_precisions, ctx))
+            purpose="TensorRT engine source")
+    ctx.stage("preparing the TensorRT parts (Q/DQ int8 for explicit quantization, build_engine.sh)")
+    started = time.perf_counter()
+    parts = trt_export.prepare_tensorrt_bundle(
+        ctx.writer.root, fp32_path, ctx.profile, input_spec={**ctx.input_record, "batch": "dynamic"},
+        model_name=ctx.loaded.name, precision=ctx.precision, calibration_batches=ctx.data.calibration,
+        method=ctx.request.calib_method, bundle_name=ctx.request.out.name)
+    seconds = time.perf_counter() - started
+    for entry in parts.artifacts:
+        # The same graphs run in ONNX Runtime with the same Q/DQ semantics: check them here.
+        path = ctx.writer.root / entry.path
+        ctx.add([path], format=entry.format, runtime=entry.runtime, precision=entry.precision,
+                seconds=seconds, logits_of=lambda path=path: onnx_logits(path, ctx.data.golden_inputs),
+                **entry.extra)
+    ctx.extra_manifest["tensorrt"] = parts.manifest_section
+    if importlib.util.find_spec("tensorrt") is not None:
+        ctx.stage("TensorRT found here: building the engines")
+        results = [trt_export.build_engine(ctx.writer.root / plan.source, ctx.writer.root / plan.engine,
+                                           ctx.profile, plan.precision) for plan in parts.plans]
+        staging = ctx.writer.root
+
+        def register(root: Path) -> None:
+            # The engines were built in the staging folder that has since been renamed to `root`.
+            moved = [replace(r, path=root / Path(r.path).relative_to(staging),
+                             source=root / Path(r.source).relative_to(staging)) for r in results]
+            trt_export.register_engines(root, moved)
+
+        ctx.deferred.append(register)
+        ctx.next_steps.append(f"built {len(results)} TensorRT engine(s) on this machine; they run only on "
+                              "this GPU and TensorRT version")
+    else:
+        ctx.next_steps.extend(parts.messages)

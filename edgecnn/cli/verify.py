@@ -1,0 +1,108 @@
+"""`edgecnn verify`: accuracy parity of exported artifacts against the PyTorch fp32 reference, as a CI gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from edgecnn.cli import app
+from edgecnn.cli._common import console, err_console, handle_errors, note, write_json
+
+
+@app.command("verify")
+@handle_errors
+def verify_command(
+    path: Path = typer.Argument(..., help="A bundle folder (or its manifest.json), or one artifact file with --reference."),
+    data: Optional[str] = typer.Option(None, "--data", help="Verify on this data SPEC's test split [default: the bundle's golden set]."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where downloadable datasets live."),
+    runtime: Optional[str] = typer.Option(None, "--runtime", help="Only the artifacts of this runtime (or the runtime of a single file)."),
+    max_drop: Optional[float] = typer.Option(None, "--max-drop", help="Top-1 points an artifact may lose, every precision [default: int8 1.0, fp32/fp16 unchecked]."),
+    min_agreement: Optional[float] = typer.Option(None, "--min-agreement", help="Fraction of samples whose top-1 must match the reference, every precision [default: fp32/fp16 0.995, int8 0.97]."),
+    min_cosine: Optional[float] = typer.Option(None, "--min-cosine", help="Minimum mean cosine similarity of logits [default: unchecked]."),
+    max_abs_diff: Optional[float] = typer.Option(None, "--max-abs-diff", help="Largest absolute logit difference allowed [default: unchecked]."),
+    threshold: Optional[List[str]] = typer.Option(None, "--threshold", help="Per-precision override, repeatable: int8.max_drop=2, fp32.min_agreement=0.99, int8.min_cosine=off."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="The reference: a checkpoint (model.pt), or a bundle / golden.npz whose golden set to use."),
+    reference_source: str = typer.Option("auto", "--reference-source", help="auto (PyTorch live when torch and the checkpoint are here, else golden), pytorch or golden."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="Precision of a single artifact file (fp32, fp16, int8) [default: from its name]."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Runtime threads [default: the bundle's device profile, else physical cores]."),
+    batch: int = typer.Option(32, "--batch", help="Images per runtime call (TFLite files run at their own static batch)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Verify on at most this many samples."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Split seed for --data [default: the model's training seed]."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write every number as JSON to this file."),
+    junit_path: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML (one test case per artifact) to this file."),
+    summary_path: Optional[Path] = typer.Option(None, "--summary", help="Append a Markdown table to this file (e.g. \"$GITHUB_STEP_SUMMARY\")."),
+) -> None:
+    """Check that every artifact still classifies like the PyTorch model; exit 1 if any check fails."""
+    from edgecnn.verify import (
+        VerifyFailedError, VerifySettings, append_summary, build_overrides, verify, write_junit,
+    )
+
+    overrides = build_overrides(max_drop=max_drop, min_agreement=min_agreement, min_cosine=min_cosine,
+                                max_abs_diff=max_abs_diff, thresholds=threshold or ())
+    settings = VerifySettings(
+        data=data, data_root=data_root, runtime=runtime, threads=threads, overrides=overrides,
+        reference=reference, reference_source=reference_source.lower(), precision=precision, limit=limit,
+        batch=batch, seed=seed,
+    )
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console, transient=True,
+                  disable=not err_console.is_terminal) as progress:
+        tasks: dict[str, int] = {}
+
+        def on_progress(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = progress.add_task(label, total=total)
+            progress.update(tasks[label], completed=done)
+
+        report = verify(path, settings, progress=on_progress)
+
+    console.print(_table(report))
+    for line in report.notes:
+        note(f"note: {line}")
+    if json_path:
+        write_json(json_path, report.to_dict())
+        note(f"wrote {json_path}")
+    if junit_path:
+        write_junit(report, junit_path)
+        note(f"wrote {junit_path}")
+    if summary_path:
+        append_summary(report, summary_path)
+        note(f"appended the summary to {summary_path}")
+    if not report.passed:
+        raise VerifyFailedError(report.failure_message(), report)
+
+
+def _table(report) -> Table:
+    from edgecnn.verify import REFERENCE_LIVE, format_metric
+
+    source = "PyTorch fp32 re-run live" if report.reference_source == REFERENCE_LIVE else "golden logits (PyTorch fp32 at export)"
+    title = f"verify {report.model}" + (f" → {report.target}" if report.target else "")
+    caption = f"{report.samples} samples from {report.samples_source}; reference: {source}"
+    if report.reference_top1 is not None:
+        caption += f", top-1 {report.reference_top1:.2f} %"
+    table = Table(title=title, caption=caption)
+    for column, justify in (("artifact", "left"), ("runtime", "left"), ("precision", "left"), ("top-1", "right"),
+                            ("drop", "right"), ("agreement", "right"), ("max |Δ|", "right"), ("cosine", "right"),
+                            ("thresholds", "left"), ("result", "left")):
+        table.add_column(column, justify=justify)
+    for result in report.artifacts:
+        failed = set(result.failed_checks)
+
+        def cell(name: str, value) -> str:
+            text = format_metric(name, value)
+            return f"[bold red]{text}[/]" if name in failed else text
+
+        limits = ", ".join(f"{c.name} {c.op} {format_metric(c.name, c.threshold, threshold=True)}" + (" (skipped)" if c.passed is None else "")
+                           for c in result.checks if c.threshold is not None) or "-"
+        verdict = "[green]pass[/]" if result.passed else f"[bold red]FAIL[/] {', '.join(result.failed_checks)}"
+        table.add_row(
+            result.name, result.runtime, result.precision,
+            "-" if result.top1 is None else f"{result.top1:.2f} %", cell("drop", result.drop),
+            cell("agreement", result.agreement), cell("max_abs_diff", result.max_abs_diff),
+            cell("cosine", result.cosine), limits, verdict,
+        )
+    return table
