@@ -159,11 +159,14 @@ class Bundle:
     def check_integrity(self, entry: ArtifactEntry | None = None) -> None:
         """Refuse a missing or changed file (BundleIntegrityError); all artifacts when entry is None."""
         for item in [entry] if entry is not None else self.artifacts:
-            files = item.files or [{"path": item.path, "sha256": item.sha256}]
-            if not any(f.get("path") == item.path for f in files):
-                files = [{"path": item.path, "sha256": item.sha256}, *files]
-            for record in files:
-                self._check_file(record.get("path", ""), record.get("sha256", ""))
+            # The entry's own sha256 and every file record must match: a tampered manifest may
+            # change either one.
+            checked: set[tuple[str, str]] = set()
+            for record in [{"path": item.path, "sha256": item.sha256}, *item.files]:
+                key = (record.get("path", ""), record.get("sha256", ""))
+                if key not in checked:  # the main file is usually listed twice: hash it once
+                    checked.add(key)
+                    self._check_file(*key)
 
     def _check_file(self, relative: str, expected: str) -> None:
         path = self.root / relative

@@ -332,7 +332,11 @@ class _Context:
                 parity["top1"] = _top1(candidate, self.data.golden_labels)
                 parity["reference_top1"] = _top1(self.reference, self.data.golden_labels)
                 parity["drop"] = parity["reference_top1"] - parity["top1"]
-            enforce(result, what=f"{format} {precision} artifact", min_agreement=EXPORT_MIN_AGREEMENT[precision])
+            if self.loaded.accuracy_meaningful or precision != "int8":
+                enforce(result, what=f"{format} {precision} artifact",
+                        min_agreement=EXPORT_MIN_AGREEMENT[precision])
+            # Random weights give near-tied logits, so int8 top-1 agreement there is noise: recorded,
+            # not gated (the manifest says accuracy means nothing).
         root = self.writer.root
         entry = artifact_entry(root, files, format=format, runtime=runtime, precision=precision,
                                input={**self.input_record, "batch": batch},
