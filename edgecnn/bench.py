@@ -106,6 +106,10 @@ class BenchSettings:
             "timer": "time.perf_counter_ns around the runtime call alone (input bound beforehand, gc paused)",
             "percentiles": "linear interpolation (numpy.percentile)",
             "isolation": "one child process per artifact and batch size",
+            "load_ms": "Runner.load in a fresh process, importing the runtime's SDK included (a cold start)",
+            "first_inference_ms": "the first runtime call after load, before warm-up",
+            "peak_rss_mb": "the child's peak resident memory (ru_maxrss), interpreter and numpy included; "
+                           "python_baseline_rss_mb is the part before loading",
         }
 
     def describe(self) -> str:
@@ -147,6 +151,7 @@ def artifact_size_bytes(path: Path) -> int:
 
 
 def is_bundle_path(path: Path) -> bool:
+    """A bundle folder or its manifest.json (anything else is one artifact file)."""
     return path.is_dir() or path.name == "manifest.json"
 
 
@@ -164,6 +169,8 @@ def targets_from_path(path: str | Path, runtime: str | None = None):
         from edgecnn.bundle import load_bundle
 
         bundle = load_bundle(path)
+        if wanted == "torch":  # a bundle holds no torch artifact: its checkpoint is the torch run
+            return [torch_reference_target(bundle)], bundle
         entries = [e for e in bundle.artifacts if wanted is None or resolve_runtime(e.runtime) == wanted]
         if not entries:
             present = sorted({e.runtime for e in bundle.artifacts}) or ["none"]
@@ -194,36 +201,39 @@ def targets_from_path(path: str | Path, runtime: str | None = None):
 
 
 def checkpoint_of(bundle) -> Path | None:
-    """The checkpoint a bundle was exported from, when its manifest records one that exists."""
-    manifest = getattr(bundle, "manifest", {}) or {}
-    candidates = [manifest.get("checkpoint"), (manifest.get("model") or {}).get("checkpoint")
-                  if isinstance(manifest.get("model"), dict) else None]
-    source = manifest.get("source")
-    if isinstance(source, dict):
-        candidates.append(source.get("checkpoint") or source.get("path"))
-    for value in candidates:
-        if isinstance(value, dict):
-            value = value.get("path")
-        if isinstance(value, str) and value:
-            path = Path(value)
-            if not path.is_absolute():
-                path = Path(bundle.root) / path
-            if path.is_file():
-                return path
-    return None
+    """The checkpoint the bundle was exported from (manifest model.checkpoint), when it still exists.
+
+    Export records an absolute path; a relative one is taken from the bundle folder.
+    """
+    model = (getattr(bundle, "manifest", None) or {}).get("model")
+    value = model.get("checkpoint") if isinstance(model, dict) else None
+    if not isinstance(value, str) or not value:
+        return None
+    path = Path(value)
+    if not path.is_absolute():
+        path = Path(bundle.root) / path
+    return path if path.is_file() else None
 
 
-def torch_reference_target(bundle, targets: list[BenchTarget]) -> BenchTarget:
+def torch_reference_target(bundle, targets: Iterable[BenchTarget] = ()) -> BenchTarget:
     """The PyTorch eager run of the bundle's checkpoint, as a baseline target."""
-    checkpoint = checkpoint_of(bundle) if bundle is not None else None
-    if checkpoint is None:
+    if bundle is None:
         raise BadInputError(
-            "--baseline torch needs the checkpoint the bundle was exported from, and this bundle "
-            "records none that exists; bench the checkpoint file itself (edgecnn bench model.pt)"
+            "the PyTorch baseline runs the checkpoint recorded in a bundle's manifest: bench the bundle, "
+            "or bench the checkpoint file itself (edgecnn bench model.pt)"
         )
-    shape = next((t.options.get("input_shape") for t in targets if t.options.get("input_shape")), None)
+    checkpoint = checkpoint_of(bundle)
+    if checkpoint is None:
+        recorded = (bundle.manifest.get("model") or {}).get("checkpoint")
+        why = f"{recorded} no longer exists" if recorded else "the manifest records none"
+        raise BadInputError(
+            f"the PyTorch baseline runs the checkpoint the bundle was exported from, and {why}: "
+            "bench the checkpoint file itself (edgecnn bench model.pt) or drop --baseline torch"
+        )
+    shape = list(bundle.input_shape or []) or next(
+        (t.options.get("input_shape") for t in targets if t.options.get("input_shape")), None)
     options = {"precision": "fp32", **({"input_shape": shape} if shape else {})}
-    return BenchTarget(name="torch", path=checkpoint, runtime="torch", precision="fp32",
+    return BenchTarget(name=f"{checkpoint.name} (eager)", path=checkpoint, runtime="torch", precision="fp32",
                        size_bytes=checkpoint.stat().st_size, options=options)
 
 
@@ -235,6 +245,16 @@ def default_threads_for(bundle) -> int:
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
     return physical_cores()
+
+
+def is_torch_baseline(baseline: str | None) -> bool:
+    """Whether `--baseline` asks for the PyTorch eager run ('torch', 'pytorch', 'eager')."""
+    if not baseline:
+        return False
+    try:
+        return resolve_runtime(baseline) == "torch"
+    except BadInputError:
+        return False
 
 
 def resolve_baseline(targets: list[BenchTarget], baseline: str | None) -> str | None:
@@ -475,6 +495,10 @@ def run_benchmark(
     env["loadavg_before"] = load_before
     env["loadavg_after"] = _loadavg()
     env["runtime_versions"] = {r["runtime"]: r["runtime_version"] for r in rows}
+    # What each runner really configured (read back from the runtime), per artifact.
+    env["runtime_options"] = {}
+    for row in rows:
+        env["runtime_options"].setdefault(row["name"], row["applied"])
     return {
         "schema": SCHEMA,
         "edgecnn_version": edgecnn.__version__,
@@ -564,51 +588,67 @@ def plot_latency(rows: list[dict[str, Any]], path: str | Path, *, title: str | N
     batches = sorted({r["batch"] for r in rows})
     by_key = {(r["name"], r["batch"]): r for r in rows}
     width = 0.8 / len(batches)
-    fig_width = max(6.0, 1.6 * len(names) * max(1, len(batches)) ** 0.5 + 2)
-    fig, ax = plt.subplots(figsize=(fig_width, 4.8), dpi=120)
+    fig_width = min(16.0, max(6.5, 1.3 * len(names) * len(batches) + 2.5))
+    fig, ax = plt.subplots(figsize=(fig_width, 5.0), dpi=120)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    labels_at: list[tuple[float, float, float]] = []  # (x, p50, p99) of each bar, labelled below
     for j, batch in enumerate(batches):
         xs, p50s, p90s, p99s = [], [], [], []
         for i, name in enumerate(names):
             row = by_key.get((name, batch))
-            if row is None:
+            if row is None:  # e.g. a fixed-batch artifact skipped at this batch size
                 continue
             xs.append(i + (j - (len(batches) - 1) / 2) * width)
             p50s.append(row["latency_ms"]["p50"])
             p90s.append(row["latency_ms"]["p90"])
             p99s.append(row["latency_ms"]["p99"])
-        color = colors[j % len(colors)]
-        bars = ax.bar(xs, p50s, width * 0.9, color=color, label=f"batch {batch} (p50)")
-        ax.vlines(xs, p90s, p99s, color="black", linewidth=1.4)
-        ax.hlines(p90s + p99s, [x - width * 0.15 for x in xs] * 2, [x + width * 0.15 for x in xs] * 2,
-                  color="black", linewidth=1.4)
-        for x, p50, p99 in zip(xs, p50s, p99s):  # the p50 value above the whisker, clear of it
-            ax.annotate(f"{p50:.3g}", (x, p99), xytext=(0, 3), textcoords="offset points",
-                        ha="center", va="bottom", fontsize=7)
-        del bars
-    labels = []
+        if not xs:
+            continue
+        ax.bar(xs, p50s, width * 0.9, color=colors[j % len(colors)], label=f"batch {batch}: p50", zorder=2)
+        cap = width * 0.15
+        ax.vlines(xs, p90s, p99s, color="black", linewidth=1.4, zorder=3)
+        ax.hlines(p90s + p99s, [x - cap for x in xs] * 2, [x + cap for x in xs] * 2,
+                  color="black", linewidth=1.4, zorder=3)
+        labels_at.extend(zip(xs, p50s, p99s))
+    ticks = []
     for name in names:
         row = next(r for r in rows if r["name"] == name)
-        labels.append(f"{name}\n{row['runtime']} {row['precision'] or ''}".rstrip())
-    ax.set_xticks(range(len(names)), labels, fontsize=8)
+        ticks.append(f"{name}\n{row['runtime']} {row['precision'] or ''}".rstrip())
+    ax.set_xticks(range(len(names)), ticks, fontsize=8)
     ax.set_xlim(-0.6, len(names) - 0.4)
     low = min(r["latency_ms"]["p50"] for r in rows)
     high = max(r["latency_ms"]["p99"] for r in rows)
-    # Bars from fast runtimes and tails from a noisy machine differ by orders of magnitude: a
-    # log axis keeps the small bars readable then.
+    # Fast runtimes and the tails of a noisy machine can differ by orders of magnitude: a log
+    # axis keeps the small bars readable then.
     log_scale = low > 0 and high / low > 30
     if log_scale:
         ax.set_yscale("log")
         ax.set_ylim(low / 2, high * 3)
     else:
         ax.set_ylim(0, high * 1.15)
+    # Each bar's p50 is written inside its top when the bar is tall enough to hold the text,
+    # else above its whisker, so the number never sits on the whisker.
+    fig.canvas.draw()
+    to_pixels = ax.transData.transform
+    bottom = ax.get_ylim()[0]
+    for x, p50, p99 in labels_at:
+        text = f"{p50:,.0f}" if p50 >= 100 else f"{p50:.3g}"  # 1,099 rather than 1.1e+03
+        bar_pixels = to_pixels((x, p50))[1] - to_pixels((x, bottom))[1]
+        if bar_pixels > 18:
+            ax.annotate(text, (x, p50), xytext=(0, -3), textcoords="offset points", ha="center", va="top",
+                        fontsize=8, color="white", fontweight="bold", zorder=4)
+        else:
+            ax.annotate(text, (x, max(p50, p99)), xytext=(0, 3), textcoords="offset points", ha="center",
+                        va="bottom", fontsize=8, zorder=4)
     ax.set_ylabel("latency per batch (ms)" + (", log scale" if log_scale else ""))
     threads = sorted({r["threads"] for r in rows})
-    ax.set_title(title or f"edgecnn bench: p50 bars (value above), p90–p99 whiskers, "
-                          f"{', '.join(map(str, threads))} threads", fontsize=10, pad=22)
+    ax.set_title(title or f"edgecnn bench: p50 latency (bars, value in the bar), p90–p99 (whiskers), "
+                          f"{', '.join(map(str, threads))} thread{'s' if threads != [1] else ''}",
+                 fontsize=10, pad=22)
     ax.plot([], [], color="black", linewidth=1.4, label="p90–p99")
     ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=len(batches) + 1, frameon=False)
-    ax.grid(axis="y", alpha=0.3)
+    ax.grid(axis="y", alpha=0.3, zorder=0)
+    ax.set_axisbelow(True)
     fig.tight_layout()
 
     path = Path(path)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import atexit
 import functools
-import hashlib
-import json
 import shutil
 import subprocess
 import sys
@@ -115,10 +113,6 @@ def sample_batch(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((n, *INPUT_SHAPE), dtype=np.float32)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 _FORMATS = {  # format -> (runtime, source builder, files of the artifact)
     "onnx": ("onnxruntime", onnx_file, lambda p: [p]),
     "openvino": ("openvino", openvino_file, lambda p: [p, p.with_suffix(".bin")]),
@@ -126,49 +120,71 @@ _FORMATS = {  # format -> (runtime, source builder, files of the artifact)
 }
 
 
-def make_bundle(dest: Path, formats=("onnx", "openvino", "tflite"), target: str = "onnx",
-                threads: int | None = None) -> Path:
-    """A deploy bundle holding the tiny artifacts, with a hand-written manifest.json."""
-    dest.mkdir(parents=True, exist_ok=True)
-    artifacts = []
-    for fmt in formats:
-        runtime, build, files_of = _FORMATS[fmt]
-        source = build()
-        sub = dest / fmt
-        sub.mkdir(exist_ok=True)
-        copied = []
-        for file in files_of(source):
-            shutil.copy2(file, sub / file.name)
-            copied.append(sub / file.name)
-        main_file = copied[0]
-        artifacts.append({
-            "path": main_file.relative_to(dest).as_posix(),
-            "format": fmt,
-            "runtime": runtime,
-            "precision": "fp32",
-            "sha256": _sha256(main_file),
-            "bytes": main_file.stat().st_size,
-            "files": [
-                {"path": f.relative_to(dest).as_posix(), "sha256": _sha256(f), "bytes": f.stat().st_size}
-                for f in copied
-            ],
-            "input": {"shape": INPUT_SHAPE, "layout": "NCHW", "dtype": "float32", "batch": None},
-        })
-    manifest = {
-        "format": "edgecnn.bundle",
-        "format_version": 1,
-        "model": {"name": "tiny", "num_classes": NUM_CLASSES},
-        "target": target,
-        "input": {"shape": INPUT_SHAPE, "layout": "NCHW", "dtype": "float32"},
-        "preprocess": {"size": SIZE, "channels": 3, "mean": [0.5] * 3, "std": [0.5] * 3,
-                       "class_names": [str(i) for i in range(NUM_CLASSES)]},
-        "artifacts": artifacts,
-        "golden": None,
-    }
+def make_bundle(dest: Path, formats=("onnx", "openvino", "tflite"), *, target: str = "onnx",
+                threads: int | None = None, artifacts: list[tuple[str, str, list[Path]]] | None = None,
+                input_shape=INPUT_SHAPE, model_name: str = "tiny", num_classes: int = NUM_CLASSES,
+                checkpoint: Path | None = None) -> Path:
+    """A deploy bundle written the way `edgecnn export` writes one (BundleWriter + artifact_entry).
+
+    `formats` picks among the tiny model's artifacts; `artifacts` ([(format, precision, files)])
+    puts other files in instead. `threads` overrides the device profile's; `checkpoint` is recorded
+    as the manifest's model.checkpoint (what `--baseline torch` runs).
+    """
+    from edgecnn.bundle import BundleWriter, artifact_entry
+    from edgecnn.profiles import FORMAT_OF_RUNTIME, load_profile
+
+    runtime_of_format = {fmt: rt for rt, fmt in FORMAT_OF_RUNTIME.items()}
+    if artifacts is None:
+        artifacts = [(fmt, "fp32", _FORMATS[fmt][2](_FORMATS[fmt][1]())) for fmt in formats]
+    input_spec = {"shape": list(input_shape), "layout": "NCHW", "dtype": "float32", "batch": None}
+    profile = load_profile(target).to_dict()
     if threads is not None:
-        manifest["device"] = {"threads": threads}
-    (dest / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return dest
+        profile["threads"] = threads
+    with BundleWriter(dest) as writer:
+        entries = []
+        for fmt, precision, files in artifacts:
+            copied = []
+            for file in files:
+                copied.append(writer.path(f"{fmt}/{Path(file).name}"))
+                shutil.copy2(file, copied[-1])
+            entries.append(artifact_entry(writer.root, copied, format=fmt, runtime=runtime_of_format[fmt],
+                                          precision=precision, input=input_spec).to_dict())
+        channels = int(input_shape[0])
+        return writer.commit({
+            "model": {"name": model_name, "num_classes": num_classes,
+                      "checkpoint": str(checkpoint) if checkpoint else None},
+            "target": target,
+            "profile": profile,
+            "input": {**input_spec, "batch": 1},
+            "preprocess": {"size": int(input_shape[1]), "channels": channels, "mean": [0.5] * channels,
+                           "std": [0.5] * channels, "class_names": [str(i) for i in range(num_classes)]},
+            "artifacts": entries,
+            "golden": None,
+        })
+
+
+@functools.lru_cache(maxsize=1)
+def lenet_checkpoint_and_onnx() -> tuple[Path, Path]:
+    """An edgecnn checkpoint of LeNet-5 (1x32x32, 10 classes) and its ONNX export (dynamic batch)."""
+    import torch
+
+    from edgecnn.checkpoint import save_checkpoint
+    from edgecnn.preprocess import PreprocessSpec
+    from edgecnn.zoo import build_model
+
+    torch.manual_seed(0)
+    model = build_model("lenet5", num_classes=10).eval()
+    preprocess = PreprocessSpec(size=32, channels=1, mean=(0.5,), std=(0.5,),
+                                class_names=tuple(str(i) for i in range(10)))
+    checkpoint = save_checkpoint(workdir() / "lenet5.pt", arch="lenet5", state_dict=model.state_dict(),
+                                 preprocess=preprocess)
+    onnx_path = workdir() / "lenet5.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (torch.zeros(1, 1, 32, 32),), str(onnx_path), dynamo=False, opset_version=17,
+                          input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    return Path(checkpoint), onnx_path
 
 
 # A sitecustomize that makes the modules named in EDGECNN_TEST_BLOCK unimportable, in this

@@ -8,9 +8,18 @@ import numpy as np
 import pytest
 
 import edgecnn.cli.bench  # noqa: F401  (registers the command until edgecnn.cli imports it)
-from edgecnn.bench import add_speedups, latency_stats, parse_batches
+from edgecnn.bench import add_speedups, default_threads_for, latency_stats, parse_batches
+from edgecnn.bundle import load_bundle
 from edgecnn.errors import BadInputError
-from runtime_helpers import INPUT_SHAPE, blocking_env, make_bundle, onnx_file, run_cli
+from edgecnn.runtimes.base import physical_cores
+from runtime_helpers import (
+    INPUT_SHAPE,
+    blocking_env,
+    lenet_checkpoint_and_onnx,
+    make_bundle,
+    onnx_file,
+    run_cli,
+)
 
 LATENCY_KEYS = {"p50", "p90", "p99", "mean", "std", "min", "max"}
 ROW_KEYS = {
@@ -18,7 +27,8 @@ ROW_KEYS = {
     "first_inference_ms", "peak_rss_mb", "size_mb", "speedup", "speedup_vs", "applied",
     "runtime_version", "iterations", "warmup", "input_shape", "torch_imported",
 }
-ENV_KEYS = {"cpu_model", "physical_cores", "logical_cpus", "runtime_versions", "python", "loadavg_before"}
+ENV_KEYS = {"cpu_model", "physical_cores", "logical_cpus", "runtime_versions", "runtime_options", "python",
+            "loadavg_before"}
 FAST = ["--warmup", "2", "--iters", "15"]
 
 
@@ -54,6 +64,8 @@ def test_bench_bundle_reports_every_field_for_every_artifact_and_batch(bundle, t
                  "--json", str(report_path), "--plot", str(plot_path))
     assert result.exit_code == 0, result.output
     assert "Method: 2 warm-up runs, then 15 timed runs" in result.stdout
+    assert "1 threads" in result.stdout and "p50/p90/p99" in result.stdout
+    assert "Applied by openvino/tiny.xml: INFERENCE_NUM_THREADS=1, INFERENCE_PRECISION_HINT=f32" in result.stdout
     report = json.loads(report_path.read_text())
     rows = report["artifacts"]
     assert {(r["runtime"], r["batch"]) for r in rows} == {
@@ -77,6 +89,7 @@ def test_bench_bundle_reports_every_field_for_every_artifact_and_batch(bundle, t
         assert [row["applied"][k] for k in thread_keys if k in row["applied"]] == [1]
     assert ENV_KEYS <= set(report["environment"])
     assert set(report["environment"]["runtime_versions"]) == {"onnxruntime", "openvino", "tflite"}
+    assert report["environment"]["runtime_options"]["openvino/tiny.xml"]["INFERENCE_PRECISION_HINT"] == "f32"
     assert report["settings"]["warmup"] == 2 and report["settings"]["iters"] == 15
     for batch in (1, 2):  # the slowest artifact of each batch is the reference
         speedups = [r["speedup"] for r in rows if r["batch"] == batch]
@@ -107,6 +120,43 @@ def test_runtime_filter_and_profile_threads(tmp_path, cli):
     assert result.exit_code == 0, result.output
     rows = json.loads(report_path.read_text())["artifacts"]
     assert [r["runtime"] for r in rows] == ["openvino"]
+    # No --threads: the bundle's device profile says 1, and the runtime applied 1.
+    assert rows[0]["threads"] == 1 and rows[0]["applied"]["INFERENCE_NUM_THREADS"] == 1
+
+
+def test_default_threads_come_from_the_profile_else_physical_cores(tmp_path):
+    assert default_threads_for(load_bundle(make_bundle(tmp_path / "a", ("onnx",), threads=3))) == 3
+    # The shipped x86 profile says 0: the physical cores of the machine that runs the bundle.
+    x86 = load_bundle(make_bundle(tmp_path / "b", ("onnx",), target="x86"))
+    assert x86.profile["threads"] == 0 and default_threads_for(x86) == physical_cores()
+    assert default_threads_for(None) == physical_cores()
+
+
+def test_baseline_torch_runs_the_manifests_checkpoint(tmp_path, cli):
+    """--baseline torch adds PyTorch eager on model.checkpoint; only that child imports torch."""
+    checkpoint, onnx_path = lenet_checkpoint_and_onnx()
+    bundle = make_bundle(tmp_path / "lenet", artifacts=[("onnx", "fp32", [onnx_path])], input_shape=[1, 32, 32],
+                         model_name="lenet5", checkpoint=checkpoint)
+    report_path = tmp_path / "torch.json"
+    result = cli("bench", str(bundle), "--baseline", "torch", "--threads", "1", *FAST, "--json", str(report_path))
+    assert result.exit_code == 0, result.output
+    report = json.loads(report_path.read_text())
+    rows = {r["runtime"]: r for r in report["artifacts"]}
+    assert set(rows) == {"onnxruntime", "torch"}
+    assert report["baseline"] == "lenet5.pt (eager)" == rows["torch"]["speedup_vs"]
+    assert rows["torch"]["speedup"] == 1.0 and rows["torch"]["path"] == str(checkpoint)
+    assert rows["onnxruntime"]["speedup"] == pytest.approx(
+        rows["torch"]["latency_ms"]["p50"] / rows["onnxruntime"]["latency_ms"]["p50"])
+    assert rows["torch"]["torch_imported"] is True and rows["onnxruntime"]["torch_imported"] is False
+    assert rows["torch"]["applied"]["num_threads"] == 1
+    assert rows["torch"]["input_shape"] == [1, 1, 32, 32]
+    assert "vs lenet5.pt (eager)" in result.stdout
+
+    # A checkpoint recorded but gone: one line, exit 2, naming the path.
+    moved = make_bundle(tmp_path / "moved", artifacts=[("onnx", "fp32", [onnx_path])], input_shape=[1, 32, 32],
+                        checkpoint=tmp_path / "gone.pt")
+    result = cli("bench", str(moved), "--baseline", "torch", *FAST)
+    assert result.exit_code == 2 and "gone.pt no longer exists" in _error_line(result)
 
 
 def _error_line(result) -> str:
@@ -129,7 +179,18 @@ def test_bad_inputs_exit_2_with_one_line(bundle, tmp_path, cli):
     assert result.exit_code == 2 and "not both" in _error_line(result)
 
     result = cli("bench", str(bundle), "--baseline", "torch", *FAST)
-    assert result.exit_code == 2 and "checkpoint" in _error_line(result)
+    assert result.exit_code == 2 and "the manifest records none" in _error_line(result)
+
+    result = cli("bench", str(bundle), "--runtime", "tensorrt")
+    assert result.exit_code == 2 and "has no tensorrt artifact" in _error_line(result)
+
+    result = cli("bench", str(bundle), "--batch", "0")
+    assert result.exit_code == 2 and "--batch" in _error_line(result)
+
+    not_a_bundle = tmp_path / "empty"
+    not_a_bundle.mkdir()
+    result = cli("bench", str(not_a_bundle))
+    assert result.exit_code == 2 and "is not a bundle" in _error_line(result)
 
 
 def test_tampered_artifact_is_refused(tmp_path, cli):
@@ -141,6 +202,10 @@ def test_tampered_artifact_is_refused(tmp_path, cli):
     result = cli("bench", str(bundle), *FAST)
     assert result.exit_code == 2
     assert "sha256" in _error_line(result)
+
+    artifact.unlink()
+    result = cli("bench", str(bundle), *FAST)
+    assert result.exit_code == 2 and "missing" in _error_line(result)
 
 
 def test_bench_without_torch_and_a_missing_runtime(bundle, tmp_path):
@@ -157,3 +222,11 @@ def test_bench_without_torch_and_a_missing_runtime(bundle, tmp_path):
     result = run_cli("bench", str(bundle), "--runtime", "openvino", *FAST, env=env)
     assert result.returncode == 2
     assert "pip install 'edgecnn[openvino-runtime]'" in _error_line(result)
+
+    # Asking for the PyTorch run where torch is missing names the torch extra.
+    checkpoint, onnx_path = lenet_checkpoint_and_onnx()
+    lenet = make_bundle(tmp_path / "lenet", artifacts=[("onnx", "fp32", [onnx_path])], input_shape=[1, 32, 32],
+                        checkpoint=checkpoint)
+    result = run_cli("bench", str(lenet), "--runtime", "torch", *FAST, env=blocking_env(tmp_path, "torch"))
+    assert result.returncode == 2
+    assert "pip install 'edgecnn[torch]'" in _error_line(result)
