@@ -1,0 +1,193 @@
+"""`edgecnn quickstart`: the whole pipeline on bundled data, offline, in a few minutes.
+
+train -> export (onnx, x86, arm at fp32+int8; the jetson bundle) -> verify -> bench -> report.
+
+Every step is the same code the individual commands run, and each writes its JSON into the run
+folder, so `edgecnn report RUN_DIR` can rebuild the report from the files alone:
+
+    RUN_DIR/model/model.pt, metrics.json     training
+    RUN_DIR/model_card.json                  params, multiply-adds, input
+    RUN_DIR/bundles/<target>/                one deploy bundle per target
+    RUN_DIR/verify.json                      {"results": [verify report per bundle]}
+    RUN_DIR/bench.json                       {"results": [bench report per bundle, PyTorch baseline]}
+    RUN_DIR/summary.json, report.html        the results table and the report
+
+verify and bench run as `edgecnn verify` / `edgecnn bench` subprocesses: bench must measure each
+artifact in a clean process anyway, and this keeps the host's torch out of those numbers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from edgecnn.errors import BadInputError, CheckFailedError
+
+# Targets this machine can build, with the SDK each needs on the host.
+HOST_TARGETS = (("onnx", "onnxruntime"), ("x86", "openvino"), ("arm", "litert_torch"))
+DEVICE_TARGETS = (("jetson", "onnxruntime"),)  # engine built on the device
+QUICK_EPOCHS = 12
+BENCH_WARMUP = 10
+BENCH_MIN_TIME_S = 1.0
+
+
+@dataclass
+class QuickstartSettings:
+    model: str = "mobilenet_v2"
+    data: str = "digits"
+    out: Path = Path("runs/quickstart")
+    epochs: int = QUICK_EPOCHS
+    precision: str = "int8"  # bundles hold fp32 next to it
+    targets: tuple[str, ...] | None = None  # default: every target this machine can build
+    force: bool = False
+    threads: int | None = None
+    bench_min_time_s: float = BENCH_MIN_TIME_S
+    data_root: str | None = None
+    seed: int = 0
+
+
+@dataclass
+class QuickstartResult:
+    run_dir: Path
+    report: Path
+    rows: list[dict]
+    failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def available_targets() -> tuple[list[str], list[str]]:
+    """(targets this machine can build, targets skipped with the reason)."""
+    chosen, skipped = [], []
+    for target, module in (*HOST_TARGETS, *DEVICE_TARGETS):
+        if importlib.util.find_spec(module) is None:
+            skipped.append(f"{target} (needs {module})")
+        else:
+            chosen.append(target)
+    return chosen, skipped
+
+
+def run_quickstart(settings: QuickstartSettings, step: Callable[[str], None] | None = None) -> QuickstartResult:
+    """Run every stage; raise CheckFailedError at the end when any artifact failed verify."""
+    step = step or (lambda message: None)
+    started = time.perf_counter()
+    run_dir = Path(settings.out)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not settings.force:
+            raise BadInputError(f"{run_dir} already holds a run: pass --force to replace it, or --out another folder")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    targets, skipped = available_targets()
+    if settings.targets:
+        unknown = [t for t in settings.targets if t not in targets]
+        if unknown:
+            raise BadInputError(f"cannot build {', '.join(unknown)} here (available: {', '.join(targets)})")
+        targets = list(settings.targets)
+    for reason in skipped:
+        step(f"skipping {reason}")
+
+    # 1. train
+    step(f"1/5 training {settings.model} on {settings.data} ({settings.epochs} epochs)")
+    from edgecnn.train import TrainConfig, train
+
+    trained = train(TrainConfig(model=settings.model, data=settings.data, out_dir=str(run_dir / "model"),
+                                epochs=settings.epochs, seed=settings.seed, data_root=settings.data_root,
+                                threads=settings.threads), progress=True)
+    checkpoint = trained.checkpoint
+    write_model_card(run_dir, checkpoint, trained.metrics)
+
+    # 2. export
+    from edgecnn.export.pipeline import ExportRequest, export_bundle
+
+    bundles: dict[str, Path] = {}
+    for index, target in enumerate(targets, 1):
+        step(f"2/5 exporting {target} ({index}/{len(targets)}): fp32 + {settings.precision}")
+        out = run_dir / "bundles" / target
+        report = export_bundle(ExportRequest(source=str(checkpoint), target=target, out=out,
+                                             precision=settings.precision, data_root=settings.data_root,
+                                             seed=settings.seed), stage=lambda message: None)
+        bundles[target] = report.bundle.root
+        for line in report.warnings:
+            step(f"   warning ({target}): {line}")
+
+    # 3. verify (every artifact against PyTorch; the full test split of the training data)
+    verify_results, failures = [], []
+    for target, bundle in bundles.items():
+        step(f"3/5 verifying {target}")
+        payload, code = _run_json(["verify", str(bundle), "--data", settings.data,
+                                   *(["--data-root", settings.data_root] if settings.data_root else [])],
+                                  run_dir / "verify" / f"{target}.json")
+        payload["target"] = target
+        verify_results.append(payload)
+        if code == 1:
+            failures.append(target)
+    _write(run_dir / "verify.json", {"results": verify_results})
+
+    # 4. bench (each artifact in its own process; PyTorch eager as the baseline)
+    bench_results = []
+    common = ["--warmup", str(BENCH_WARMUP), "--min-time", str(settings.bench_min_time_s), "--batch", "1"]
+    if settings.threads:
+        common += ["--threads", str(settings.threads)]
+    for target, bundle in bundles.items():
+        if target in dict(DEVICE_TARGETS):
+            continue  # its engine is built and benchmarked on the device
+        step(f"4/5 benchmarking {target}")
+        payload, _ = _run_json(["bench", str(bundle), *common], run_dir / "bench" / f"{target}.json")
+        payload["target"] = target
+        bench_results.append(payload)
+    step("4/5 benchmarking the PyTorch eager baseline")
+    payload, _ = _run_json(["bench", str(checkpoint), "--runtime", "torch", *common], run_dir / "bench" / "pytorch.json")
+    payload["target"] = "pytorch"
+    bench_results.append(payload)
+    _write(run_dir / "bench.json", {"results": bench_results})
+
+    # 5. report
+    step("5/5 writing the report")
+    from edgecnn.report import summary_rows, write_report
+
+    report_path = write_report(run_dir)
+    return QuickstartResult(run_dir=run_dir, report=report_path, rows=summary_rows(run_dir), failures=failures,
+                            seconds=time.perf_counter() - started)
+
+
+def write_model_card(run_dir: Path, checkpoint: Path, metrics: dict) -> Path:
+    """params, multiply-adds and input of the trained model (counted on the meta device)."""
+    from edgecnn.checkpoint import read_checkpoint
+    from edgecnn.zoo import get_spec
+    from edgecnn.zoo.profile import profile_spec
+
+    payload = read_checkpoint(checkpoint)
+    spec = get_spec(payload["arch"])
+    preprocess = payload["preprocess_spec"]
+    profile = profile_spec(spec, num_classes=payload["num_classes"], side=preprocess.size)
+    card = {
+        "name": spec.name, "family": spec.family, "params": profile.total_params, "macs": profile.total_macs,
+        "input_size": list(preprocess.input_shape), "num_classes": payload["num_classes"],
+        "data": payload.get("data"), "test_top1": metrics.get("test_top1"), "checkpoint": str(checkpoint),
+    }
+    return _write(run_dir / "model_card.json", card)
+
+
+def _run_json(args: list[str], json_path: Path) -> tuple[dict, int]:
+    """Run one edgecnn command in a subprocess and read the JSON it wrote; exit 2 is an error."""
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "edgecnn", *args, "--json", str(json_path)]
+    env = {**os.environ, "COLUMNS": os.environ.get("COLUMNS", "160")}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode not in (0, 1) or not json_path.is_file():
+        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise CheckFailedError(f"`edgecnn {' '.join(args[:2])}` failed (exit {done.returncode}): {last}")
+    return json.loads(json_path.read_text()), done.returncode
+
+
+def _write(path: Path, payload) -> Path:
+    from edgecnn.cli._common import write_json
+
+    return write_json(path, payload)
