@@ -17,24 +17,24 @@ from edgecnn.cli._common import console, err_console, handle_errors, note, write
 @handle_errors
 def verify_command(
     path: Path = typer.Argument(..., help="A bundle folder (or its manifest.json), or one artifact file with --reference."),
-    data: Optional[str] = typer.Option(None, "--data", help="Verify on this data SPEC's test split [default: the bundle's golden set]."),
+    data: Optional[str] = typer.Option(None, "--data", help="Verify on this data SPEC's test split (default: the bundle's golden set)."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where downloadable datasets live."),
     runtime: Optional[str] = typer.Option(None, "--runtime", help="Only the artifacts of this runtime (or the runtime of a single file)."),
-    max_drop: Optional[float] = typer.Option(None, "--max-drop", help="Top-1 points an artifact may lose, every precision [default: int8 1.0, fp32/fp16 unchecked]."),
-    min_agreement: Optional[float] = typer.Option(None, "--min-agreement", help="Fraction of samples whose top-1 must match the reference, every precision [default: fp32/fp16 0.995, int8 0.97]."),
-    min_cosine: Optional[float] = typer.Option(None, "--min-cosine", help="Minimum mean cosine similarity of logits [default: unchecked]."),
-    max_abs_diff: Optional[float] = typer.Option(None, "--max-abs-diff", help="Largest absolute logit difference allowed [default: unchecked]."),
+    max_drop: Optional[float] = typer.Option(None, "--max-drop", help="Top-1 points an artifact may lose, every precision (default: int8 1.0, fp32/fp16 unchecked)."),
+    min_agreement: Optional[float] = typer.Option(None, "--min-agreement", help="Fraction of samples whose top-1 must match the reference, every precision (default: fp32/fp16 0.995, int8 0.97)."),
+    min_cosine: Optional[float] = typer.Option(None, "--min-cosine", help="Minimum mean cosine similarity of logits (default: unchecked)."),
+    max_abs_diff: Optional[float] = typer.Option(None, "--max-abs-diff", help="Largest absolute logit difference allowed (default: unchecked)."),
     threshold: Optional[List[str]] = typer.Option(None, "--threshold", help="Per-precision override, repeatable: int8.max_drop=2, fp32.min_agreement=0.99, int8.min_cosine=off."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="The reference: a checkpoint (model.pt), or a bundle / golden.npz whose golden set to use."),
     reference_source: str = typer.Option("auto", "--reference-source", help="auto (PyTorch live when torch and the checkpoint are here, else golden), pytorch or golden."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="Precision of a single artifact file (fp32, fp16, int8) [default: from its name]."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="Runtime threads [default: the bundle's device profile, else physical cores]."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="Precision of a single artifact file (fp32, fp16, int8) (default: from its name)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Runtime threads (default: the bundle's device profile, else physical cores)."),
     batch: int = typer.Option(32, "--batch", help="Images per runtime call (TFLite files run at their own static batch)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Verify on at most this many samples."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Split seed for --data [default: the model's training seed]."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Split seed for --data (default: the model's training seed)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write every number as JSON to this file."),
     junit_path: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML (one test case per artifact) to this file."),
-    summary_path: Optional[Path] = typer.Option(None, "--summary", help="Append a Markdown table to this file (e.g. \"$GITHUB_STEP_SUMMARY\")."),
+    summary_path: Optional[str] = typer.Option(None, "--summary", help="Append a Markdown table to this file (e.g. \"$GITHUB_STEP_SUMMARY\"; empty: none)."),
 ) -> None:
     """Check that every artifact still classifies like the PyTorch model; exit 1 if any check fails."""
     from edgecnn.verify import (
@@ -72,6 +72,9 @@ def verify_command(
     if summary_path:
         append_summary(report, summary_path)
         note(f"appended the summary to {summary_path}")
+    elif summary_path is not None:
+        # `--summary "$GITHUB_STEP_SUMMARY"` outside GitHub Actions expands to an empty string.
+        note("--summary is empty (GITHUB_STEP_SUMMARY unset?): no summary written")
     if not report.passed:
         raise VerifyFailedError(report.failure_message(), report)
 

@@ -148,7 +148,8 @@ def export_bundle(request: ExportRequest, stage: Stage | None = None) -> ExportR
                 "num_classes": loaded.num_classes,
                 "source": loaded.provenance.get("source"),
                 "weights": loaded.provenance.get("weights"),
-                "checkpoint": loaded.provenance.get("path"),
+                # Absolute, so bench/verify find it from any working directory.
+                "checkpoint": str(Path(loaded.provenance["path"]).resolve()) if loaded.provenance.get("path") else None,
                 "accuracy_meaningful": loaded.accuracy_meaningful,
                 "metrics": _checkpoint_metrics(loaded),
             },
