@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import BadInputError, MissingDependencyError
-from edgecnn.runtimes.base import Runner, chw_from_manifest, package_version
+from edgecnn.runtimes.base import FixedBatchError, Runner, chw_from_manifest, package_version
 
 
 def _import_interpreter() -> tuple[Any, str, str | None]:
@@ -128,6 +128,16 @@ class TFLiteRunner(Runner):
         return [batch, c, h, w] if self.layout == "NCHW" else [batch, h, w, c]
 
     def _resize(self, batch: int) -> None:
+        try:
+            self._resize_unchecked(batch)
+        except (RuntimeError, ValueError) as exc:
+            # litert-torch files bake their batch into reshapes; XNNPACK then refuses a new one.
+            raise FixedBatchError(
+                f"{self.path.name} runs at its exported batch only (resizing to {batch} failed: "
+                f"{str(exc).splitlines()[0][:120]}); export it with that batch size instead"
+            ) from exc
+
+    def _resize_unchecked(self, batch: int) -> None:
         shape = self._shape_for(batch)
         if self.api == "compiled_model":
             signature = next(iter(self.compiled.get_signature_list()))
