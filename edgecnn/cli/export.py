@@ -53,6 +53,7 @@ def export_command(
     input_size: Optional[int] = typer.Option(None, "--input-size", help="Zoo name only: input side (default: the model's)."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where downloadable data sets live."),
     seed: int = typer.Option(0, "--seed", help="Seed for the calibration and golden samples."),
+    tflite_int8: str = typer.Option("full-integer", "--tflite-int8", help="TFLite int8 scheme: full-integer (int8 compute; needs ai-edge-litert for speed) or weight-only (int8 weights, float compute; fast on tflite-runtime 2.14 too)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the export report as JSON."),
 ) -> None:
     """Export a model for one device: ONNX, fusion, INT8, the target's format, a verified bundle."""
@@ -71,7 +72,7 @@ def export_command(
         source=source, target=target, out=out, precision=precision, force=force, weights=weights,
         state_dict=str(state_dict) if state_dict else None, calib_data=calib_data, calib_size=calib_size,
         calib_method=calib_method, data_root=str(data_root) if data_root else None, golden_size=golden_size,
-        input_size=input_size, seed=seed,
+        input_size=input_size, seed=seed, tflite_int8_scheme=tflite_int8,
     )
     stage, stop = _progress_stage()
     try:

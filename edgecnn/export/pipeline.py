@@ -63,6 +63,9 @@ class ExportRequest:
     golden_size: int = DEFAULT_GOLDEN_SIZE
     input_size: int | None = None  # zoo name only: override the default input side
     seed: int = 0
+    # TFLite int8: "full-integer" (int8 compute, fastest on ai-edge-litert) or "weight-only"
+    # (int8 weights, float compute: the one int8 file tflite-runtime 2.14 runs at full speed).
+    tflite_int8_scheme: str = "full-integer"
 
 
 @dataclass
@@ -408,7 +411,8 @@ def _build_tflite(ctx: _Context) -> None:
         path = ctx.writer.path(f"tflite/model.{precision}.tflite")
         ctx.stage(f"converting to TFLite with litert-torch ({precision})")
         result = export_tflite(ctx.loaded.model, ctx.preprocess.input_shape, path, precision=precision,
-                               calibration=ctx.data.calibration if precision == "int8" else None)
+                               calibration=ctx.data.calibration if precision == "int8" else None,
+                               **({"int8_scheme": ctx.request.tflite_int8_scheme} if precision == "int8" else {}))
         for warning in result.warnings:
             if warning not in ctx.warnings:
                 ctx.warnings.append(warning)

@@ -1,4 +1,4 @@
-"""PyTorch -> TFLite / LiteRT through litert-torch: fp32, fp16 weights, or full-integer int8.
+"""PyTorch -> TFLite / LiteRT through litert-torch: fp32, fp16 weights, int8 (full-integer or weights).
 
 Every artifact takes float32 NCHW images and returns float32 logits, at a fixed batch (1 by
 default; TFLite tensors have static shapes, a runner may resize the input tensor). An int8
@@ -10,17 +10,25 @@ symmetric per-channel by default because per-tensor weights collapse depthwise n
 calibrated on the real, preprocessed calibration images. With torch 2.14, `torch.export` no
 longer records the `source_fn_stack` that litert-torch's annotators for add, mul, cat and
 max-pool look for, so those ops stayed float between DEQUANTIZE/QUANTIZE pairs (MobileNet v2:
-9 of its 10 residual adds); `_FullIntegerAnnotator` annotates them by their aten target instead,
+9 of its 10 residual adds); `_annotate_by_target` annotates them by their aten target instead,
 and the export checks that no float compute is left.
 
-Runtime compatibility (measured here, see benchmarks/tflite_runtimes.py): tflite-runtime 2.14,
-still what Raspberry Pi OS users pip-install, applies its default XNNPACK delegate only to float
-ops: it is built without XNNPACK's int8 support (a one-op int8 ADD, QUANTIZE or DEQUANTIZE
-stays undelegated while ai-edge-litert delegates it) and applies no delegate at all to a graph
-without float tensors. A full-integer file therefore runs on tflite-runtime 2.14's built-in
-kernels, whose int8 DEPTHWISE_CONV_2D on x86 is no faster than the reference kernel (about 85 %
-of MobileNet v2's int8 time there). No operator choice in the file changes which delegate flags
-that runtime was built with, so `tflite_compatibility` says so and names the runtime to install.
+Runtime compatibility (measured on this x86-64 machine, see benchmarks/tflite_runtimes.py
+--per-op): tflite-runtime 2.14, the last tflite-runtime release and still what Raspberry Pi OS
+users pip-install, was built without XNNPACK's quantized-operator support: its default XNNPACK
+delegate takes no op that computes in int8. Cut into one-op models, none of the 72 ops of
+MobileNet v2's int8 file is delegated there (ai-edge-litert 2.3 delegates all 72), and a graph
+without float tensors gets no delegate at all, which is what TFLite's source does when built
+without XNNPACK_DELEGATE_ENABLE_QS8/QU8. The int8 ops run on the built-in kernels instead,
+mostly in DEPTHWISE_CONV_2D, whose int8 kernel on x86 is no faster than the reference one
+(MobileNet v2 224x224, 1 thread: fp32 26 ms, int8 148 ms there; 15 and 14 ms on ai-edge-litert).
+Nothing in the file changes which delegate flags a runtime was built with: with per-tensor
+weights, int8 I/O (the one-op models) or NHWC I/O the int8 ops stay undelegated too. What does
+run delegated on 2.14 is float compute with weights stored small: fp16, or int8 weight-only
+(`int8_scheme="weight-only"`: a quarter of the fp32 size, fp32 speed on both runtimes, no int8
+speed-up; 26 ms on 2.14, 14 ms on ai-edge-litert in the run above). `tflite_compatibility` says so and names the runtime
+to install for int8 speed. On ARM the built-in int8 kernels have NEON paths that x86 lacks, so
+the size of the gap on a Raspberry Pi was not measured here.
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ from edgecnn.export.parity import (
 
 __all__ = [
     "INPUT_LAYOUT",
+    "INT8_SCHEMES",
     "PRECISIONS",
     "TensorSpec",
     "TfliteExportError",
@@ -65,6 +74,10 @@ __all__ = [
 ]
 
 PRECISIONS = ("fp32", "fp16", "int8")
+# full-integer: int8 weights and activations (the int8 speed-up, needs an int8-capable XNNPACK);
+# weight-only: int8 weights dequantized to float32 at load, float compute (fp32 speed, 1/4 size,
+# delegated to XNNPACK by every runtime, tflite-runtime 2.14 included).
+INT8_SCHEMES = ("full-integer", "weight-only")
 INPUT_LAYOUT = "NCHW"
 # Images per forward pass while calibrating (when the model exports with a dynamic batch).
 CALIBRATION_BATCH = 16
@@ -316,7 +329,7 @@ _TFLITE_RUNTIME_2_14_MAX_VERSION = {
     "VAR_HANDLE": 1, "WHERE": 2, "WHILE": 1, "ZEROS_LIKE": 1,
 }  # fmt: skip
 
-INSTALL_LITERT = "pip install ai-edge-litert (tested with 2.3.0)"
+INSTALL_LITERT = "pip install ai-edge-litert (or 'edgecnn[litert]'; tested here with 2.3.0)"
 
 
 def _format_counts(counts: dict[str, int]) -> str:
@@ -336,7 +349,9 @@ def tflite_compatibility(path: str | os.PathLike) -> list[str]:
 def _compatibility(graph: TfliteGraph, name: str) -> list[str]:
     found: list[str] = []
 
-    unknown = sorted({op.name for op in graph.ops if op.name not in _TFLITE_RUNTIME_2_14_MAX_VERSION and op.name != "CUSTOM"})
+    unknown = sorted(
+        {op.name for op in graph.ops if op.name not in _TFLITE_RUNTIME_2_14_MAX_VERSION and op.name != "CUSTOM"}
+    )
     too_new = sorted(
         {
             f"{op.name} v{op.version} (2.14 has up to v{_TFLITE_RUNTIME_2_14_MAX_VERSION[op.name]})"
@@ -364,12 +379,15 @@ def _compatibility(graph: TfliteGraph, name: str) -> list[str]:
     quantized = graph.quantized_ops()
     if quantized:
         found.append(
-            f"{name} computes in int8 ({_format_counts(quantized)}): tflite-runtime 2.14's "
-            "XNNPACK delegate takes no int8 operator (it was built without XNNPACK's int8 "
-            "support), so there these ops run on the built-in kernels, whose int8 "
-            "DEPTHWISE_CONV_2D runs at reference-kernel speed on x86 (MobileNet v2 224x224: "
-            f"~28x slower than on ai-edge-litert, and slower than the fp32 file); {INSTALL_LITERT} "
-            "on the device, or deploy the fp32/fp16 artifact to tflite-runtime 2.14"
+            f"{name} computes in int8 ({_format_counts(quantized)}). tflite-runtime 2.14 (the "
+            "last tflite-runtime release) was built without XNNPACK's int8 support: its XNNPACK "
+            "delegate takes none of these ops, which run on its built-in int8 kernels instead "
+            "(measured on x86-64 with 1-2 threads, MobileNet v2 224x224: 10-16x slower there than "
+            "on ai-edge-litert, and 5-6x slower than the fp32 file; not measured on an ARM board). "
+            "For int8 speed, "
+            f"{INSTALL_LITERT} on the device; to stay on tflite-runtime 2.14, deploy the fp32 or "
+            "fp16 file, or an int8 weight-only file (int8_scheme='weight-only': 1/4 of the fp32 "
+            "size, fp32 speed)"
         )
     return found
 
@@ -465,26 +483,33 @@ def export_tflite(
     calibration: np.ndarray | None = None,
     batch_size: int = 1,
     per_channel: bool = True,
+    int8_scheme: str = "full-integer",
 ) -> TfliteExportResult:
     """Convert `model` to a .tflite at `path`: float32 NCHW input, float32 logits, fixed batch.
 
     precision: fp32; fp16 (float16 weights, dequantized to float32 when the runtime loads the
     file); int8 (full-integer: int8 weights, per-channel unless `per_channel=False`, and int8
     activations calibrated on `calibration`, a preprocessed NCHW float32 array, required).
+    `int8_scheme="weight-only"` instead stores int8 weights and computes in float32: no
+    calibration, no int8 speed-up, a quarter of the fp32 size, and fp32 speed on every runtime
+    (tflite-runtime 2.14 cannot run full-integer files fast, see `tflite_compatibility`).
     `batch_size` is the batch baked into the file (TFLite tensors are static; 1 is what edge
-    devices run, a runner may resize the input).
+    devices run, a runner may resize the input). The result lists op counts and warnings.
     """
     import torch
 
     if precision not in PRECISIONS:
         raise BadInputError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    if int8_scheme not in INT8_SCHEMES:
+        raise BadInputError(f"int8_scheme must be one of {', '.join(INT8_SCHEMES)}; got {int8_scheme!r}")
+    full_integer = precision == "int8" and int8_scheme == "full-integer"
     input_shape = _check_input_shape(input_shape)
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise BadInputError(f"batch_size must be a positive integer; got {batch_size!r}")
     batch_size = int(batch_size)
     if not isinstance(model, torch.nn.Module):
         raise BadInputError(f"expected a torch.nn.Module, got {type(model).__name__}")
-    if precision == "int8":
+    if full_integer:
         if calibration is None:
             raise BadInputError(
                 "int8 needs calibration images: pass a preprocessed NCHW float32 array of real "
@@ -496,7 +521,7 @@ def export_tflite(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
-    if calibration is not None and precision == "int8":
+    if full_integer:
         example = calibration[:batch_size]
         if example.shape[0] < batch_size:
             example = np.resize(example, (batch_size, *input_shape)).astype(np.float32)
@@ -514,12 +539,16 @@ def export_tflite(
                 if precision == "fp32":
                     content = litert_torch.convert(model, sample_args).model_content()
                 elif precision == "fp16":
-                    from litert_torch.generative.quantize import quant_recipes
-
-                    content = litert_torch.convert(
-                        model, sample_args, quant_config=quant_recipes.full_fp16_recipe()
-                    ).model_content()
+                    content = _convert_recipe(litert_torch, model, sample_args, "fp16", per_channel)
                     quantization = {"weights": "float16", "activations": "float32"}
+                elif not full_integer:
+                    content = _convert_recipe(litert_torch, model, sample_args, "int8", per_channel)
+                    quantization = {
+                        "method": "ai-edge-quantizer weight-only (litert-torch recipe)",
+                        "weights": "int8 symmetric " + ("per-channel" if per_channel else "per-tensor"),
+                        "activations": "float32 (weights dequantized at load)",
+                        "scheme": "weight-only",
+                    }
                 else:
                     content, quantization, calibration_s = _convert_int8(
                         litert_torch, model, input_shape, sample_args, calibration, per_channel
@@ -537,7 +566,7 @@ def export_tflite(
         graph = describe_tflite(tmp)
         _check_io(graph, (batch_size, *input_shape))
         found = []
-        if precision == "int8":
+        if full_integer:
             leftovers = graph.float_compute_ops()
             if leftovers:
                 found.append(
@@ -545,6 +574,7 @@ def export_tflite(
                     f"DEQUANTIZE/QUANTIZE pairs ({_format_counts(leftovers)}): no int8 rule for "
                     "them, so they run slower and split the XNNPACK graph"
                 )
+        if precision == "int8":
             not_per_channel = [
                 w for w in graph.weights
                 if w.op in ("CONV_2D", "DEPTHWISE_CONV_2D") and w.dtype == "int8" and w.scales <= 1
@@ -559,6 +589,8 @@ def export_tflite(
     export_s = time.perf_counter() - started
     if batch_size != 1:
         notes.append(f"exported at a fixed batch of {batch_size}")
+    if precision == "int8" and not full_integer and calibration is not None:
+        notes.append("calibration images unused: weight-only int8 keeps activations in float32")
 
     return TfliteExportResult(
         path=path,
@@ -571,7 +603,7 @@ def export_tflite(
         bytes=path.stat().st_size,
         export_s=export_s,
         calibration_s=calibration_s,
-        calibration_samples=None if calibration is None or precision != "int8" else int(calibration.shape[0]),
+        calibration_samples=int(calibration.shape[0]) if full_integer else None,
         quantization=quantization,
         op_counts=graph.op_counts(),
         op_versions=graph.op_versions(),
@@ -607,6 +639,26 @@ def _check_io(graph: TfliteGraph, expected: tuple[int, ...]) -> None:
 # --------------------------------------------------------------------------------------------
 # INT8: PT2E quantization
 # --------------------------------------------------------------------------------------------
+
+
+def _convert_recipe(litert_torch, model, sample_args, weights: str, per_channel: bool) -> bytes:
+    """fp16 or int8 weight-only file: litert-torch converts, then ai-edge-quantizer rewrites weights.
+
+    Both leave activations float32: each weight is stored small and dequantized by a DEQUANTIZE
+    op, which XNNPACK folds into the float weights when the file loads.
+    """
+    from litert_torch.generative.quantize import quant_attrs, quant_recipes
+
+    if weights == "fp16":
+        recipe = quant_recipes.full_fp16_recipe()
+    else:
+        granularity = quant_attrs.Granularity.CHANNELWISE if per_channel else quant_attrs.Granularity.NONE
+        recipe = quant_recipes.full_weight_only_recipe(
+            weight_dtype=quant_attrs.Dtype.INT8, granularity=granularity
+        )
+    # ai-edge-quantizer print()s sizes and a progress bar; a library call stays silent.
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return litert_torch.convert(model, sample_args, quant_config=recipe).model_content()
 
 
 def _convert_int8(litert_torch, model, input_shape, sample_args, calibration, per_channel):
