@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 import torch
 
 import edgecnn
+from edgecnn.data import offline_requested
 from edgecnn.errors import BadInputError
 from edgecnn.preprocess import PreprocessSpec
 
@@ -119,11 +120,19 @@ def atomic_torch_save(payload: Any, path: str | Path) -> Path:
     os.close(fd)
     try:
         torch.save(payload, tmp)
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def default_file_mode() -> int:
+    """0o666 less the umask: what open() would give. mkstemp's 0o600 would hide results from others."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -174,19 +183,26 @@ def _torch_load(path: Path, *, what: str) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
         message = _first_line(exc)
+        # Only a named global means real Python objects; torch words garbage bytes
+        # ("Unsupported operand") as a weights-only failure too, and that is a corrupt file.
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
-        if found or "Weights only load failed" in str(exc):
-            culprit = f" ({found.group(1)})" if found else ""
+        if found:
+            culprit = f" ({found.group(1)})"
             raise BadInputError(
                 f"{path} holds Python objects{culprit}, not plain data: edgecnn loads {what}s with"
                 " weights_only=True (save a state dict instead)"
             ) from None
+        if message.startswith("Weights only load failed"):
+            detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(exc))
+            message = detail.group(1).strip()[:120] if detail else "unreadable pickle data"
         raise BadInputError(f"cannot read {what} {path}: not a torch file or corrupt ({message})") from None
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
+    line = text[0] if text else type(exc).__name__
+    # torch's messages run on with advice about its own internals: the first sentence is the fact.
+    return line.split(". ")[0][:200]
 
 
 def _plain(value: Any) -> Any:
@@ -316,9 +332,22 @@ def _weights_id(spec, source: str) -> str:
     return ident
 
 
+# Seconds without an answer before a download counts as offline: a blackholed network would
+# otherwise hold `edgecnn eval NAME --weights imagenet` for minutes before saying anything.
+DOWNLOAD_TIMEOUT_S = 30.0
+
+
 def _download_url(url: str, destination: Path) -> None:
-    """Download one file (torch.hub's cache layout). Tests replace this to stay offline."""
-    torch.hub.download_url_to_file(url, str(destination), progress=False)
+    """Download one file into torch.hub's cache layout, failing fast when the host is unreachable."""
+    host = urlparse(url).hostname or ""
+    if offline_requested() or not _host_reachable(host):
+        raise ConnectionError(f"{host} is not reachable")
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        torch.hub.download_url_to_file(url, str(destination), progress=False)
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 def published_state_dict(spec) -> dict[str, torch.Tensor]:
@@ -356,7 +385,7 @@ def _timm_published_model(spec, file: Path | None = None) -> torch.nn.Module:
         hint, cached = _timm_cache_hint(cfg)
         if cached is not None:
             overlay = {"file": str(cached)}
-        elif not _host_reachable(hint["host"]):
+        elif offline_requested() or not _host_reachable(hint["host"]):
             raise BadInputError(
                 f"cannot download {spec.name}'s ImageNet weights (offline?): {hint['where']},"
                 f" or pass --weights FILE, or --weights random for a latency-only model"

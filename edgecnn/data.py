@@ -96,14 +96,24 @@ def default_data_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "edgecnn" / "data"
 
 
+def offline_requested() -> bool:
+    """EDGECNN_OFFLINE=1 (or HF_HUB_OFFLINE=1): never download, use only what is on disk."""
+    return any(os.environ.get(name, "") not in ("", "0") for name in ("EDGECNN_OFFLINE", "HF_HUB_OFFLINE"))
+
+
 def load_data(spec: str, *, data_root: str | Path | None = None, seed: int = 0, download: bool = True) -> Dataset:
-    """Load a data SPEC as deterministic train/val/test splits of raw uint8 images."""
+    """Load a data SPEC as deterministic train/val/test splits of raw uint8 images.
+
+    `download=False` (or EDGECNN_OFFLINE=1) turns a missing torchvision dataset into an error that
+    says where to put its files instead of trying the network.
+    """
     if not isinstance(spec, str) or not spec.strip():
         raise BadInputError(f"empty data SPEC: use one of {', '.join(DATA_SPECS)}")
     spec = spec.strip()
     kind, _, argument = spec.partition(":")
     kind = kind.lower()
     root = Path(data_root).expanduser() if data_root else default_data_root()
+    download = download and not offline_requested()
     if kind == "digits" and not argument:
         return _load_digits(seed)
     if kind in ("mnist", "fashion-mnist", "fashion_mnist", "fashionmnist") and not argument:
@@ -351,6 +361,10 @@ def _load_cifar10(root: Path, seed: int, download: bool) -> Dataset:
     folder = root / "cifar-10-batches-py"
     where = (f"put cifar-10-python.tar.gz (from https://www.cs.toronto.edu/~kriz/cifar.html) in {root}/,"
              f" or its extracted cifar-10-batches-py/ folder there")
+    archive = root / "cifar-10-python.tar.gz"
+    if not download and not folder.is_dir() and not archive.is_file():
+        # Said before importing torchvision: the answer does not need it, and the import is slow.
+        raise BadInputError(f"cifar10 is not in {folder}: {where}")
     try:
         import torchvision.datasets as tv_datasets
     except ImportError:
@@ -556,6 +570,7 @@ __all__ = [
     "load_data",
     "load_idx_folder",
     "load_image_folder",
+    "offline_requested",
     "preprocess_for",
     "preprocessed_split",
     "published_normalization",

@@ -91,7 +91,7 @@ class PreprocessSpec:
             "input_shape": list(self.input_shape),
             "dtype": "float32",
             "layout": "NCHW",
-            "pixel_scale": "uint8 / 255",
+            "pixel_scale": "uint8 / 255; float images as given, in [0, 1]",
         }
 
     @classmethod
@@ -123,7 +123,10 @@ class PreprocessSpec:
         )
 
     def apply(self, images: np.ndarray) -> np.ndarray:
-        """uint8 images (N,H,W) or (N,H,W,C) -> normalised float32 (N, channels, size, size)."""
+        """Raw images (N,H,W) or (N,H,W,C) -> normalised float32 (N, channels, size, size).
+
+        uint8 pixels are scaled by 1/255; float pixels are taken as already in [0, 1].
+        """
         pixels = self.to_unit_range(images)
         mean = np.asarray(self.mean, dtype=np.float32).reshape(1, -1, 1, 1)
         inv_std = (1.0 / np.asarray(self.std, dtype=np.float32)).reshape(1, -1, 1, 1)
@@ -134,8 +137,14 @@ class PreprocessSpec:
     def to_unit_range(self, images: np.ndarray) -> np.ndarray:
         """Resize and channel-convert, pixels in [0, 1], before mean/std: (N, channels, size, size)."""
         images = np.asarray(images)
-        if images.dtype != np.uint8:
-            raise BadInputError(f"images must be uint8 (raw pixels), got {images.dtype}")
+        if images.dtype == np.uint8:
+            pixel_scale = np.float32(1.0 / 255.0)
+        elif np.issubdtype(images.dtype, np.floating):
+            # Float images come from decoders and cameras already scaled to [0, 1] (torchvision's
+            # convention); scaling them again would silently feed the model near-black input.
+            pixel_scale = np.float32(1.0)
+        else:
+            raise BadInputError(f"images must be uint8 pixels or floats in [0, 1], got {images.dtype}")
         if images.ndim == 2:  # one grayscale image
             images = images[None]
         if images.ndim == 3:
@@ -153,7 +162,8 @@ class PreprocessSpec:
             # rows @ x @ cols^T on the two trailing axes: resize height, then width.
             resized = np.matmul(np.matmul(rows, chunk), cols_t)
             out[start : start + len(chunk)] = resized
-        out *= np.float32(1.0 / 255.0)
+        if pixel_scale != 1.0:
+            out *= pixel_scale
         return out
 
     def _convert_channels(self, images: np.ndarray) -> np.ndarray:

@@ -16,12 +16,12 @@ from edgecnn.cli._common import console, handle_errors, note, write_json
 @handle_errors
 def eval_command(
     source: str = typer.Argument(..., help="A checkpoint (model.pt or its folder) or a model NAME."),
-    data: Optional[str] = typer.Option(None, "--data", help="Data SPEC [default: the checkpoint's own data]."),
+    data: Optional[str] = typer.Option(None, "--data", help="Data SPEC \\[default: the checkpoint's own data]."),
     split: str = typer.Option("test", "--split", help="test, val or train."),
     weights: Optional[str] = typer.Option(None, "--weights", help="With a NAME: imagenet (default), random or a weights file."),
     state_dict: Optional[Path] = typer.Option(None, "--state-dict", help="With a NAME: your torchvision-style state dict."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where downloadable datasets live."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Split seed [default: the checkpoint's, else 0]."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Split seed \\[default: the checkpoint's, else 0]."),
     batch_size: int = typer.Option(256, "--batch-size", help="Inference batch size."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON to this file."),
 ) -> None:
