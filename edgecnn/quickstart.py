@@ -34,7 +34,7 @@ from edgecnn.errors import BadInputError, CheckFailedError
 # Targets this machine can build, with the SDK each needs on the host.
 HOST_TARGETS = (("onnx", "onnxruntime"), ("x86", "openvino"), ("arm", "litert_torch"))
 DEVICE_TARGETS = (("jetson", "onnxruntime"),)  # engine built on the device
-QUICK_EPOCHS = 12
+QUICK_EPOCHS = 15
 BENCH_WARMUP = 10
 BENCH_MIN_TIME_S = 1.0
 

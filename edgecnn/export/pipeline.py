@@ -373,7 +373,7 @@ def _build_onnxruntime(ctx: _Context) -> None:
                                                        method=ctx.request.calib_method))
         ctx.calibration_details["onnxruntime"] = {"activation_type": q.activation_type,
                                                   "weight_type": q.weight_type, "per_channel": q.per_channel,
-                                                  "symmetric": q.symmetric}
+                                                  "symmetric": q.symmetric, "reduce_range": q.reduce_range}
         ctx.add([int8_path], format="onnx", runtime="onnxruntime", precision="int8", seconds=seconds,
                 logits_of=lambda: onnx_logits(int8_path, ctx.data.golden_inputs), quantization="static QDQ",
                 nodes=q.node_count_after)

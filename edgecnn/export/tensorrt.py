@@ -185,7 +185,8 @@ def quantize_for_tensorrt(
     with tempfile.TemporaryDirectory(prefix="edgecnn-trtq-") as workdir:
         raw = Path(workdir) / "qdq.onnx"
         result = quantize_onnx_int8(onnx_path, raw, calibration_batches, method=method, symmetric=True,
-                                    per_channel=True, percentile=percentile, progress=progress)
+                                    # TensorRT's int8 kernels have no int16 saturation: full 8 bits.
+                                    per_channel=True, reduce_range=False, percentile=percentile, progress=progress)
         model = onnx.load(str(raw))
         removed = _place_qdq_for_tensorrt(model)
         onnx.checker.check_model(model)
