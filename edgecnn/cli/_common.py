@@ -62,9 +62,13 @@ def handle_errors(fn):
     return wrapper
 
 
-def note(message: str) -> None:
-    """A side message for people (alias resolution, warnings): stderr, so stdout stays clean."""
-    err_console.print(message, highlight=False)
+def note(message: str, *, style: str | None = None) -> None:
+    """A side message for people (alias resolution, warnings): stderr, so stdout stays clean.
+
+    Printed without markup: messages quote things like `pip install 'edgecnn[litert]'`, which
+    rich would otherwise eat as a style tag.
+    """
+    err_console.print(message, highlight=False, markup=False, style=style)
 
 
 def write_json(path: Path | str, payload: Any) -> Path:

@@ -32,7 +32,7 @@ def quickstart_command(
         model=model, data=data, out=out, epochs=epochs or QUICK_EPOCHS, targets=tuple(target) if target else None,
         force=force, threads=threads, bench_min_time_s=bench_time, data_root=str(data_root) if data_root else None,
     )
-    result = run_quickstart(settings, step=lambda message: note(f"[bold]{message}[/bold]"))
+    result = run_quickstart(settings, step=lambda message: note(message, style="bold"))
     print_summary(result.rows, console)
     console.print(f"report: {result.report}  ({result.seconds:.0f} s in all; rebuild with `edgecnn report {result.run_dir}`)")
     if result.failures:
