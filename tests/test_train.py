@@ -189,3 +189,36 @@ def test_augmentation_is_seeded_and_identity_when_switched_down():
     torch.testing.assert_close(augment_batch(inputs, torch.Generator().manual_seed(5), still, hflip=False), inputs)
     with pytest.raises(BadInputError, match="--batch-size"):
         TrainConfig(model="lenet5", data="digits", batch_size=0).validate()
+
+
+def test_model_recipe_keys_are_applied(monkeypatch):
+    """MODEL_RECIPE departures reach the config and the from-scratch init; no training run needed."""
+    import torchvision
+
+    from edgecnn import train as train_module
+    from edgecnn.train import DEFAULT_EPOCHS, DEFAULT_LR, MODEL_RECIPE, TrainConfig, apply_recipe_init, head_layer
+
+    # SqueezeNet's own entry: its conv -> ReLU -> pool head must start with live (positive) outputs.
+    recipe = MODEL_RECIPE["squeezenet1_1"]
+    assert recipe["head_bias"] > 0
+    model = torchvision.models.squeezenet1_1(weights=None, num_classes=10)
+    head = head_layer(model)
+    assert head is model.classifier[1] and float(head.bias.abs().max()) == 0.0  # torchvision's zero bias
+    changes = apply_recipe_init(model, recipe)
+    assert torch.allclose(head.bias, torch.full((10,), float(recipe["head_bias"])))
+    assert f"head_bias={recipe['head_bias']}" in changes
+    assert model.classifier[0].p == recipe.get("dropout", 0.5)
+    assert set(recipe) <= set(train_module.RECIPE_KEYS)
+    # The state dict keys and shapes are untouched, so published weights still load.
+    reference = torchvision.models.squeezenet1_1(weights=None, num_classes=10).state_dict()
+    assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in reference.items()}
+
+    # Config resolution: the recipe when nothing is given, the user's flags over it.
+    monkeypatch.setitem(MODEL_RECIPE, "lenet5", {"optimizer": "sgd", "lr": 0.02, "epochs": 7})
+    config = TrainConfig(model="lenet", data="digits")  # an alias resolves to the same entry
+    assert (config.resolved_optimizer(), config.resolved_lr(), config.resolved_epochs()) == ("sgd", 0.02, 7)
+    config = TrainConfig(model="lenet5", data="digits", epochs=3, lr=0.5, optimizer="adamw")
+    assert (config.resolved_optimizer(), config.resolved_lr(), config.resolved_epochs()) == ("adamw", 0.5, 3)
+    plain = TrainConfig(model="resnet18", data="digits")
+    assert plain.resolved_epochs() == MODEL_RECIPE.get("resnet18", {}).get("epochs", DEFAULT_EPOCHS)
+    assert TrainConfig(model="lenet5", data="digits", optimizer="adamw").resolved_lr() == DEFAULT_LR

@@ -25,11 +25,11 @@ def quickstart_command(
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where downloadable data sets live."),
 ) -> None:
     """The whole pipeline on bundled data, offline: train -> export -> verify -> bench -> report.html."""
-    from edgecnn.quickstart import QUICK_EPOCHS, QuickstartSettings, run_quickstart
+    from edgecnn.quickstart import QuickstartSettings, run_quickstart
     from edgecnn.report import print_summary
 
     settings = QuickstartSettings(
-        model=model, data=data, out=out, epochs=epochs or QUICK_EPOCHS, targets=tuple(target) if target else None,
+        model=model, data=data, out=out, epochs=epochs, targets=tuple(target) if target else None,
         force=force, threads=threads, bench_min_time_s=bench_time, data_root=str(data_root) if data_root else None,
     )
     result = run_quickstart(settings, step=lambda message: note(message, style="bold"))

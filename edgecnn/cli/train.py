@@ -17,7 +17,7 @@ from edgecnn.cli._common import console, handle_errors, note
 def train_command(
     name: str = typer.Argument(..., help="Model name or alias (see `edgecnn models`)."),
     data: str = typer.Option(..., "--data", help="Data SPEC: digits, mnist, fashion-mnist, cifar10, idx:DIR, imagefolder:DIR."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs \\[default: 30]."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs (default: the model's recipe, e.g. mobilenet_v2 15, else 30)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Global batch size \\[default: 64]."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate \\[default: AdamW 3e-3 from scratch, 1e-3 from weights; SGD 0.05, 0.01]."),
     optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adamw or sgd \\[default: adamw]."),
@@ -33,7 +33,7 @@ def train_command(
 ) -> None:
     """Train NAME on --data; keep the best epoch (validation top-1) as DIR/model.pt."""
     from edgecnn.errors import BadInputError
-    from edgecnn.train import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, TrainConfig, train
+    from edgecnn.train import DEFAULT_BATCH_SIZE, TrainConfig, train
     from edgecnn.zoo import get_spec
 
     spec = get_spec(name)
@@ -49,7 +49,7 @@ def train_command(
         model=spec.name,
         data=data,
         out_dir=str(out or Path("runs") / spec.name),
-        epochs=DEFAULT_EPOCHS if epochs is None else epochs,
+        epochs=epochs,  # None: the model's recipe (MODEL_RECIPE), else DEFAULT_EPOCHS
         batch_size=DEFAULT_BATCH_SIZE if batch_size is None else batch_size,
         lr=lr,
         optimizer=optimizer.lower() if optimizer else None,

@@ -185,8 +185,10 @@ def quantize_for_tensorrt(
     with tempfile.TemporaryDirectory(prefix="edgecnn-trtq-") as workdir:
         raw = Path(workdir) / "qdq.onnx"
         result = quantize_onnx_int8(onnx_path, raw, calibration_batches, method=method, symmetric=True,
-                                    # TensorRT's int8 kernels have no int16 saturation: full 8 bits.
-                                    per_channel=True, reduce_range=False, percentile=percentile, progress=progress)
+                                    # 7-bit weights: TensorRT loses nothing measurable, and the host's
+                                    # ONNX Runtime check of this same graph then does not saturate
+                                    # on AVX2 CPUs (8-bit: MobileNet v2 on digits dropped 1.5 points).
+                                    per_channel=True, reduce_range=True, percentile=percentile, progress=progress)
         model = onnx.load(str(raw))
         removed = _place_qdq_for_tensorrt(model)
         onnx.checker.check_model(model)

@@ -86,7 +86,9 @@ def quantize_openvino_int8(
     preset: str = "performance",
     subset_size: int | None = None,
     target_device: str = "CPU",
-    fast_bias_correction: bool = True,
+    # Full bias correction: slower to calibrate, measurably better. MobileNet v2 on digits (with
+    # the overflow fix below): fast 98.1 % top-1 (-1.1 pts), full 98.9 % (-0.4), fp32 99.3 %.
+    fast_bias_correction: bool = False,
     progress: Progress | None = None,
 ) -> OpenVinoInt8Result:
     """Quantize the ONNX or fp32 IR model at `model_path` to an INT8 IR at `xml_path` with NNCF.
@@ -142,6 +144,11 @@ def quantize_openvino_int8(
             target_device=getattr(nncf.TargetDevice, target_device),
             subset_size=size,
             fast_bias_correction=fast_bias_correction,
+            # Weights in 7 bits on every layer (NNCF's default fixes only the first): x86 CPUs
+            # without VNNI (AVX2) sum u8*s8 pairs in int16 and saturate with 8-bit weights. The
+            # IR is deployed to CPUs we do not know. Measured here (AVX2-only EPYC), MobileNet v2
+            # on digits: first-layer-only 95.9 % top-1 vs 99.3 % fp32.
+            advanced_parameters=nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix.ENABLE),
         )
     quantize_s = time.perf_counter() - started
     # Weights are int8 already; keeping the rest fp32 keeps the quantization scales exact.
