@@ -281,3 +281,16 @@ def test_jetson_bundle_without_tensorrt(cli, lenet_checkpoint, tmp_path):
     assert bundle.manifest["tensorrt"]["engines"]
     int8 = next(a for a in bundle.artifacts if a.precision == "int8")
     assert int8.extra["parity"]["drop"] <= 1.0 + 1e-9
+
+
+def test_users_quoted_command_works_offline_with_random_weights(cli, tmp_path):
+    """`edgecnn export mobilenet --target jetson`: int8 by default needs data, so fp16 with a note."""
+    out = tmp_path / "mnv2-jetson"
+    result = _ok(_export(cli, "mobilenet", "jetson", out, "--weights", "random", "--input-size", "64"))
+    assert "mobilenet -> mobilenet_v2" in result.stderr
+    assert "built fp16 instead" in " ".join(result.stderr.split())  # rich wraps long lines
+    bundle = load_bundle(out)
+    assert bundle.manifest["precision"] == "fp16"
+    assert {a.precision for a in bundle.artifacts} == {"fp32", "fp16"}
+    script = (out / "build_engine.sh").read_text()
+    assert "trtexec" in script

@@ -122,9 +122,19 @@ def export_bundle(request: ExportRequest, stage: Stage | None = None) -> ExportR
                             f"max_size {profile.max_size}: pass a smaller --input-size or another target")
     input_shape = preprocess.input_shape
 
+    fallback_note = None
+    has_data = bool(request.calib_data or (loaded.checkpoint or {}).get("data"))
+    if request.precision is None and precision == "int8" and not has_data:
+        # The profile prefers int8, but int8 needs real calibration images and this model has
+        # none: take the best precision that needs none rather than refuse a plain command.
+        precision = "fp16" if "fp16" in profile.precisions else "fp32"
+        fallback_note = (f"{profile.name} defaults to int8, which needs calibration images; built {precision} "
+                         "instead (pass --calib-data SPEC, or export a checkpoint trained with edgecnn train, "
+                         "for int8)")
+
     stage("preparing calibration and golden data")
     data = model_data(loaded, preprocess, request, needs_calibration=precision == "int8")
-    warnings = list(data.warnings)
+    warnings = ([fallback_note] if fallback_note else []) + list(data.warnings)
     if not loaded.accuracy_meaningful:
         warnings.append(f"{loaded.name} has random weights: latency is real, accuracy means nothing")
 
