@@ -42,7 +42,7 @@ def export_command(
     source: str = typer.Argument(..., help="Zoo model name (see `edgecnn models`) or a checkpoint (model.pt or its folder)."),
     target: str = typer.Option(..., "--target", "-t", help="Device profile (see `edgecnn devices`) or a .toml file."),
     precision: Optional[str] = typer.Option(None, "--precision", "-p", help="fp32, fp16 or int8 (default: the profile's)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Bundle folder (default: dist/MODEL-TARGET-PRECISION)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Bundle folder (default: dist/MODEL-TARGET[-PRECISION])."),
     force: bool = typer.Option(False, "--force", help="Replace an existing bundle folder."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Zoo name only: imagenet (default), random, or a weights file."),
     state_dict: Optional[Path] = typer.Option(None, "--state-dict", help="Zoo name only: your torchvision-style state dict."),
@@ -62,12 +62,12 @@ def export_command(
 
     _note_alias(source)
     profile = load_profile(target)
-    chosen = precision or profile.default_precision
     if out is None:
         stem = Path(source).stem if Path(source).exists() else source
         if stem == "model" and Path(source).exists():
             stem = Path(source).resolve().parent.name
-        out = Path("dist") / f"{stem}-{profile.name}-{chosen}"
+        # The precision is named only when asked for: a default may fall back (int8 without data).
+        out = Path("dist") / (f"{stem}-{profile.name}-{precision}" if precision else f"{stem}-{profile.name}")
     request = ExportRequest(
         source=source, target=target, out=out, precision=precision, force=force, weights=weights,
         state_dict=str(state_dict) if state_dict else None, calib_data=calib_data, calib_size=calib_size,
