@@ -66,8 +66,10 @@ MODEL_RECIPE: dict[str, dict] = {
     "squeezenet1_1": {"lr": 1e-3, "head_bias": 1.0, "head_init": "kaiming", "dropout": 0.0},
     "mobilenet_v2": {"epochs": 15},
     "resnet18": {"epochs": 10},
+    "mobilenet_v3_small": {"bn_momentum": 0.1},
+    "mobilenet_v3_large": {"bn_momentum": 0.1},
 }
-RECIPE_KEYS = ("optimizer", "lr", "epochs", "head_bias", "head_init", "dropout")
+RECIPE_KEYS = ("optimizer", "lr", "epochs", "head_bias", "head_init", "dropout", "bn_momentum")
 
 
 def model_recipe(name: str) -> dict:
@@ -103,6 +105,14 @@ def apply_recipe_init(model: torch.nn.Module, recipe: dict) -> list[str]:
             if isinstance(module, torch.nn.Dropout):
                 module.p = float(recipe["dropout"])
         changes.append(f"dropout={recipe['dropout']}")
+    if "bn_momentum" in recipe:
+        # torchvision's MobileNet v3 uses BatchNorm momentum 0.01 (tuned for ImageNet's ~1M steps);
+        # a few hundred steps on a small data set leave its running statistics far behind the
+        # weights, so evaluation (which uses them) sees a different network than training.
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.momentum = float(recipe["bn_momentum"])
+        changes.append(f"bn_momentum={recipe['bn_momentum']}")
     return changes
 
 

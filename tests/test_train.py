@@ -213,6 +213,13 @@ def test_model_recipe_keys_are_applied(monkeypatch):
     reference = torchvision.models.squeezenet1_1(weights=None, num_classes=10).state_dict()
     assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in reference.items()}
 
+    # MobileNet v3's ImageNet BatchNorm momentum (0.01) is raised for short runs.
+    mnv3 = torchvision.models.mobilenet_v3_small(weights=None, num_classes=10)
+    assert {m.momentum for m in mnv3.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {0.01}
+    changes = apply_recipe_init(mnv3, MODEL_RECIPE["mobilenet_v3_small"])
+    assert {m.momentum for m in mnv3.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {0.1}
+    assert "bn_momentum=0.1" in changes
+
     # Config resolution: the recipe when nothing is given, the user's flags over it.
     monkeypatch.setitem(MODEL_RECIPE, "lenet5", {"optimizer": "sgd", "lr": 0.02, "epochs": 7})
     config = TrainConfig(model="lenet", data="digits")  # an alias resolves to the same entry
