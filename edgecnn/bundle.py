@@ -28,6 +28,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from edgecnn.atomic import write_json_atomic
 from edgecnn.errors import BadInputError
 
 MANIFEST_NAME = "manifest.json"
@@ -289,7 +290,7 @@ class BundleWriter:
     def commit(self, manifest: dict) -> Path:
         """Write the manifest and move the finished bundle to `out` (replacing it when forced)."""
         manifest = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_FORMAT_VERSION, **manifest}
-        (self.root / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
+        write_json_atomic(self.root / MANIFEST_NAME, manifest)
         os.chmod(self.root, 0o755)  # mkdtemp makes it 0700; a bundle is meant to be copied around
         if self.out.exists():
             if not self.force:
@@ -304,9 +305,3 @@ class BundleWriter:
         return self.out
 
 
-def _json_default(value: Any):
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import socket
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 
 import edgecnn
 from edgecnn.data import offline_requested
+from edgecnn.atomic import write_atomic
 from edgecnn.errors import BadInputError
 from edgecnn.preprocess import PreprocessSpec
 
@@ -114,25 +114,7 @@ def save_checkpoint(
 
 def atomic_torch_save(payload: Any, path: str | Path) -> Path:
     """torch.save through a temp file in the same folder, then an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def default_file_mode() -> int:
-    """0o666 less the umask: what open() would give. mkstemp's 0o600 would hide results from others."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+    return write_atomic(path, lambda tmp: torch.save(payload, tmp))
 
 
 def read_checkpoint(path: str | Path) -> dict:

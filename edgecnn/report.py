@@ -22,13 +22,12 @@ import base64
 import html
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
+from edgecnn.atomic import write_text_atomic
 from edgecnn.errors import BadInputError
 
 SCHEMA = "edgecnn.summary/1"
@@ -977,21 +976,10 @@ def write_report(run_dir: str | Path) -> Path:
         "rows": rows,
     }
     page = render_html(run, rows)
-    _atomic_write(run.root / SUMMARY_NAME, json.dumps(summary, indent=2) + "\n")
-    return _atomic_write(run.root / REPORT_NAME, page)
+    write_text_atomic(run.root / SUMMARY_NAME, json.dumps(summary, indent=2) + "\n")
+    return write_text_atomic(run.root / REPORT_NAME, page)
 
 
-def _atomic_write(path: Path, text: str) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 __all__ = ["load_run", "print_summary", "recommendations", "render_html", "summary_rows", "write_report"]

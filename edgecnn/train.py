@@ -13,20 +13,19 @@ epoch, and only rank 0 writes files and draws the progress bar.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edgecnn.checkpoint import atomic_torch_save, default_file_mode, initial_weights, save_checkpoint
+from edgecnn.atomic import write_json_atomic
+from edgecnn.checkpoint import atomic_torch_save, initial_weights, save_checkpoint
 from edgecnn.data import Dataset, Split, load_data, preprocess_for
 from edgecnn.errors import BadInputError
 from edgecnn.preprocess import PreprocessSpec
@@ -529,7 +528,7 @@ def _train(config, spec, context, out_dir, checkpoint_path, last_path, metrics_p
                      "preprocess": preprocess.to_dict()},
                     last_path,
                 )
-                _write_json(metrics_path, metrics)
+                write_json_atomic(metrics_path, metrics)
             if on_epoch is not None:
                 on_epoch(record)
 
@@ -543,7 +542,7 @@ def _train(config, spec, context, out_dir, checkpoint_path, last_path, metrics_p
     )
     if context.is_main:
         _save_model(checkpoint_path, spec.name, best_state, preprocess, metrics, config, init_label)
-        _write_json(metrics_path, metrics)
+        write_json_atomic(metrics_path, metrics)
         # The run is complete: model.pt is its result, and a stale last.pt would only invite a
         # --resume that has nothing left to do.
         last_path.unlink(missing_ok=True)
@@ -592,20 +591,6 @@ def _merge_resume_config(requested: TrainConfig, saved: dict) -> TrainConfig:
     merged.out_dir = requested.out_dir
     merged.threads = requested.threads
     return merged
-
-
-def _write_json(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=2)
-            handle.write("\n")
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class _ProgressBar:

@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
 import platform
 import re
 import socket
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
@@ -38,6 +36,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 import edgecnn
+from edgecnn.atomic import write_text_atomic
 from edgecnn.errors import BadInputError, CheckFailedError, MissingDependencyError
 
 SCHEMA = "edgecnn.verify/1"
@@ -987,7 +986,7 @@ def junit_xml(report: VerifyReport) -> str:
 
 def write_junit(report: VerifyReport, path: str | Path) -> Path:
     """Write the JUnit XML atomically (temp file in the same folder, then rename)."""
-    return _atomic_write_text(Path(path), junit_xml(report))
+    return write_text_atomic(Path(path), junit_xml(report))
 
 
 def _md_cell(text: Any) -> str:
@@ -1055,17 +1054,6 @@ def _fmt_pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} %"
 
 
-def _atomic_write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 __all__ = [

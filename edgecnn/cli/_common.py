@@ -7,16 +7,15 @@ Commands stay thin: parse options, call the library, print. Errors raised by the
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 
+from edgecnn.atomic import write_json_atomic
 from edgecnn.errors import EdgecnnError
 
 # Piped output (CI logs, `| tee`) gets a wide console so tables are not squeezed to 80 columns.
@@ -73,27 +72,7 @@ def note(message: str, *, style: str | None = None) -> None:
 
 def write_json(path: Path | str, payload: Any) -> Path:
     """Write JSON atomically: a temp file in the same folder, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=2, default=_json_default)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _json_default(value: Any):
-    # numpy scalars and arrays, tuples of them, paths: everything our reports hold.
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    return write_json_atomic(path, payload)
 
 
 def human_count(value: float) -> str:

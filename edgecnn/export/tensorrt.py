@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
+from edgecnn.atomic import write_bytes_atomic, write_text_atomic
 from edgecnn.errors import BadInputError, CheckFailedError, require
 from edgecnn.runtimes.tensorrt import (
     REBUILD_HINT,
@@ -635,7 +636,7 @@ def write_build_script(bundle_root: str | os.PathLike, artifacts: Sequence["Engi
             .replace("@TIMING_CACHE@", TIMING_CACHE)
             .replace("@BUILDS@", "\n".join(lines)))
     path = root / BUILD_SCRIPT_NAME
-    _write_text_atomic(path, text)
+    write_text_atomic(path, text)
     os.chmod(path, 0o755)
     return path
 
@@ -684,7 +685,7 @@ An engine copied to another device, or kept across a JetPack/TensorRT upgrade, i
 "{REBUILD_HINT}".
 """
     path = root / README_NAME
-    _write_text_atomic(path, text)
+    write_text_atomic(path, text)
     return path
 
 
@@ -692,18 +693,6 @@ def _final_name(root: Path) -> str:
     """The bundle's name: BundleWriter builds in a hidden '.NAME.XXXXXX' folder renamed on commit."""
     match = re.fullmatch(r"\.(.+)\.[A-Za-z0-9_]{8}", root.name)
     return match.group(1) if match else root.name
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass
@@ -889,11 +878,11 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, p
         raise CheckFailedError(f"TensorRT {trt.__version__} failed to build {engine_path.name} "
                                "(rerun with EDGECNN_DEBUG=1 for TensorRT's log)")
     engine_path.parent.mkdir(parents=True, exist_ok=True)
-    _write_bytes_atomic(engine_path, bytes(serialized))
+    write_bytes_atomic(engine_path, bytes(serialized))
     if cache_path is not None and hasattr(config, "get_timing_cache"):
         cache = config.get_timing_cache()
         if cache is not None:
-            _write_bytes_atomic(cache_path, bytes(cache.serialize()))
+            write_bytes_atomic(cache_path, bytes(cache.serialize()))
 
     from edgecnn.bundle import file_sha256
 
@@ -910,7 +899,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, p
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "build_s": round(build_s, 3),
     }
-    _write_text_atomic(provenance_path(engine_path), json.dumps(provenance, indent=2) + "\n")
+    write_text_atomic(provenance_path(engine_path), json.dumps(provenance, indent=2) + "\n")
     return EngineBuildResult(path=engine_path, precision=precision, source=source, provenance=provenance,
                              build_s=build_s)
 
@@ -957,20 +946,8 @@ def register_engines(bundle_root: str | os.PathLike, results: Sequence[EngineBui
         entries = [e for e in entries if e.get("path") != new.path] + [new.to_dict()]
     manifest["artifacts"] = entries
     path = root / MANIFEST_NAME
-    _write_text_atomic(path, json.dumps(manifest, indent=2) + "\n")
+    write_text_atomic(path, json.dumps(manifest, indent=2) + "\n")
     return path
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 _SCRIPT_TEMPLATE = r'''#!/usr/bin/env bash

@@ -1,0 +1,58 @@
+"""Atomic file writes: a temp file in the destination folder, then one rename.
+
+Readers (a device copying a bundle, CI reading a report) never see a half-written file. Files get
+the mode open() would give (0o666 less the umask), not mkstemp's private 0o600.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+
+def default_file_mode() -> int:
+    """0o666 less the umask: what open() would give."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def write_atomic(path: str | Path, write: Callable[[str], None]) -> Path:
+    """Call `write(temp_path)`, then move the temp file to `path` (removed on any failure)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, default_file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    return write_atomic(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    return write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def json_default(value: Any):
+    """numpy scalars and arrays, tuples of them, paths: everything our reports and manifests hold."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_json_atomic(path: str | Path, payload: Any) -> Path:
+    """Indented JSON with a trailing newline."""
+    return write_text_atomic(path, json.dumps(payload, indent=2, default=json_default) + "\n")
