@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from edgecnn.bench import BenchSettings, BenchTarget, artifact_size_bytes, environment, measure_in_child  # noqa: E402
-from edgecnn.runtimes.base import physical_cores  # noqa: E402
+from edgecnn.backends.runner import physical_cores  # noqa: E402
 
 
 def build_artifacts(workdir: Path, size: int, int8: bool) -> dict[str, Path]:
@@ -79,7 +79,7 @@ def build_artifacts(workdir: Path, size: int, int8: bool) -> dict[str, Path]:
     if int8 and not paths["openvino_int8"].is_file():
         import numpy as np
 
-        from edgecnn.quantize.openvino_nncf import quantize_openvino_int8
+        from edgecnn.backends.openvino.quantize import quantize_openvino_int8
 
         calibration = np.random.default_rng(0).standard_normal((32, 3, size, size), dtype=np.float32)
         quantize_openvino_int8(paths["openvino"], paths["openvino_int8"], calibration)

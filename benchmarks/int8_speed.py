@@ -23,9 +23,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edgecnn.export.onnx import export_onnx, ort_session  # noqa: E402
-from edgecnn.export.openvino import compile_model, export_openvino  # noqa: E402
-from edgecnn.quantize.onnxruntime_int8 import quantize_onnx_int8  # noqa: E402
-from edgecnn.quantize.openvino_nncf import quantize_openvino_int8  # noqa: E402
+from edgecnn.backends.openvino.convert import compile_model, export_openvino  # noqa: E402
+from edgecnn.backends.onnxruntime.quantize import quantize_onnx_int8  # noqa: E402
+from edgecnn.backends.openvino.quantize import quantize_openvino_int8  # noqa: E402
 
 
 def digits_images(count: int, size: int) -> np.ndarray:

@@ -34,8 +34,8 @@ import numpy as np
 
 import edgecnn
 from edgecnn.errors import BadInputError, EdgecnnError
-from edgecnn.runtimes import resolve_runtime, runtime_for_path
-from edgecnn.runtimes.base import FixedBatchError, physical_cores
+from edgecnn.backends import resolve_runtime, runtime_for_path
+from edgecnn.backends.runner import FixedBatchError, physical_cores
 
 SCHEMA = "edgecnn.bench/1"
 DEFAULT_WARMUP = 10
@@ -308,7 +308,7 @@ def peak_rss_mb() -> float:
 
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """Load one artifact and time it, in this process (the child's side of `measure_in_child`)."""
-    from edgecnn.runtimes import get_runner
+    from edgecnn.backends import get_runner
 
     baseline_rss = peak_rss_mb()
     batch = int(spec["batch"])

@@ -103,7 +103,7 @@ def run_quickstart(settings: QuickstartSettings, step: Callable[[str], None] | N
     write_model_card(run_dir, checkpoint, trained.metrics)
 
     # 2. export
-    from edgecnn.export.pipeline import ExportRequest, export_bundle
+    from edgecnn.pipeline import ExportRequest, export_bundle
 
     bundles: dict[str, Path] = {}
     for index, target in enumerate(targets, 1):

@@ -275,7 +275,7 @@ def evaluate_artifact(
     `labels` None means the samples have no meaningful labels (noise, or data the model was not
     trained on): top-1 and drop are then not computed and the drop check is skipped.
     """
-    from edgecnn.export.parity import compare_logits
+    from edgecnn.compare import compare_logits
 
     logits = np.asarray(logits, dtype=np.float32)
     reference = np.asarray(reference, dtype=np.float32)
@@ -433,8 +433,8 @@ def _pad_batches(inputs: np.ndarray, batch: int) -> Iterable[tuple[np.ndarray, i
 
 def _load_runner(runtime: str, path: Path | None, *, threads: int, batch: int, options: dict[str, Any]):
     """(runner, batch): loaded for `batch`, or for the artifact's own fixed batch when it has one."""
-    from edgecnn.runtimes import get_runner
-    from edgecnn.runtimes.base import FixedBatchError
+    from edgecnn.backends import get_runner
+    from edgecnn.backends.runner import FixedBatchError
 
     runner = get_runner(runtime)
     try:
@@ -518,7 +518,7 @@ def resolve_reference(samples: Samples, checkpoint: Path | None, *, threads: int
 
 
 def _matches_golden(live: np.ndarray, golden: np.ndarray) -> bool:
-    from edgecnn.export.parity import compare_logits
+    from edgecnn.compare import compare_logits
 
     if live.shape != golden.shape:
         return False
@@ -662,7 +662,7 @@ def verify(path: str | Path, settings: VerifySettings | None = None, *,
 def _verify_bundle(path: Path, settings: VerifySettings, progress: Progress | None) -> VerifyReport:
     from edgecnn.bench import checkpoint_of, default_threads_for
     from edgecnn.bundle import load_bundle
-    from edgecnn.runtimes import resolve_runtime
+    from edgecnn.backends import resolve_runtime
 
     bundle = load_bundle(path)
     wanted = resolve_runtime(settings.runtime) if settings.runtime else None
@@ -729,8 +729,8 @@ def _verify_bundle(path: Path, settings: VerifySettings, progress: Progress | No
 
 
 def _verify_file(path: Path, settings: VerifySettings, progress: Progress | None) -> VerifyReport:
-    from edgecnn.runtimes import resolve_runtime, runtime_for_path
-    from edgecnn.runtimes.base import default_threads
+    from edgecnn.backends import resolve_runtime, runtime_for_path
+    from edgecnn.backends.runner import default_threads
 
     if not path.is_file():
         raise BadInputError(f"not a file: {path}")

@@ -11,7 +11,7 @@ import edgecnn.cli.bench  # noqa: F401  (registers the command until edgecnn.cli
 from edgecnn.bench import add_speedups, default_threads_for, latency_stats, parse_batches
 from edgecnn.bundle import load_bundle
 from edgecnn.errors import BadInputError
-from edgecnn.runtimes.base import physical_cores
+from edgecnn.backends.runner import physical_cores
 from runtime_helpers import (
     INPUT_SHAPE,
     blocking_env,

@@ -245,7 +245,7 @@ def test_tampered_artifact_and_manifest_are_refused(onnx_int8_bundle, tmp_path, 
 
 def test_calibration_data_of_the_wrong_shape_is_refused(onnx_int8_bundle, tmp_path):
     from edgecnn.errors import BadInputError
-    from edgecnn.quantize.onnxruntime_int8 import quantize_onnx_int8
+    from edgecnn.backends.onnxruntime.quantize import quantize_onnx_int8
 
     wrong = np.zeros((8, 3, 32, 32), dtype=np.float32)  # the model takes 1x32x32
     with pytest.raises(BadInputError, match="calibration"):

@@ -18,7 +18,7 @@ pytest.importorskip("ai_edge_litert")
 from torch import nn  # noqa: E402
 
 from edgecnn.errors import BadInputError, CheckFailedError  # noqa: E402
-from edgecnn.export.parity import ParityError  # noqa: E402
+from edgecnn.compare import ParityError  # noqa: E402
 from edgecnn.export.tflite import (  # noqa: E402
     TfliteGraph,
     TfliteOp,

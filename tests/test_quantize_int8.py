@@ -15,8 +15,8 @@ from export_helpers import INPUT_SHAPE, accuracy, digits, trained_tiny_cnn  # no
 
 from edgecnn.errors import BadInputError  # noqa: E402
 from edgecnn.export.onnx import export_onnx, onnx_logits  # noqa: E402
-from edgecnn.export.parity import compare_logits, torch_logits  # noqa: E402
-from edgecnn.quantize.onnxruntime_int8 import quantize_onnx_int8  # noqa: E402
+from edgecnn.compare import compare_logits, torch_logits  # noqa: E402
+from edgecnn.backends.onnxruntime.quantize import quantize_onnx_int8  # noqa: E402
 
 THREADS = 1
 CALIBRATION_SIZE = 64
@@ -165,7 +165,7 @@ def test_bad_quantization_input_is_refused(fp32, tmp_path, kwargs):
 @pytest.fixture(scope="module")
 def openvino_fp32(fp32):
     pytest.importorskip("openvino")
-    from edgecnn.export.openvino import export_openvino
+    from edgecnn.backends.openvino.convert import export_openvino
 
     _, onnx_path, _, folder = fp32
     return export_openvino(onnx_path, folder / "ov" / "model.xml", precision="fp32")
@@ -173,7 +173,7 @@ def openvino_fp32(fp32):
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_openvino_ir_loads_and_agrees(fp32, openvino_fp32, precision, tmp_path):
-    from edgecnn.export.openvino import check_parity, export_openvino
+    from edgecnn.backends.openvino.convert import check_parity, export_openvino
 
     model, onnx_path, reference, _ = fp32
     result = (
@@ -192,7 +192,7 @@ def test_openvino_ir_loads_and_agrees(fp32, openvino_fp32, precision, tmp_path):
 
 
 def test_openvino_fp16_is_smaller(openvino_fp32, fp32, tmp_path):
-    from edgecnn.export.openvino import export_openvino
+    from edgecnn.backends.openvino.convert import export_openvino
 
     fp16 = export_openvino(fp32[1], tmp_path / "half.xml", precision="fp16")
     assert fp16.bytes < openvino_fp32.bytes
@@ -200,8 +200,8 @@ def test_openvino_fp16_is_smaller(openvino_fp32, fp32, tmp_path):
 
 def test_nncf_int8_ir_runs_and_agrees(fp32, openvino_fp32, tmp_path):
     pytest.importorskip("nncf")
-    from edgecnn.export.openvino import openvino_logits
-    from edgecnn.quantize.openvino_nncf import quantize_openvino_int8
+    from edgecnn.backends.openvino.convert import openvino_logits
+    from edgecnn.backends.openvino.quantize import quantize_openvino_int8
 
     result = quantize_openvino_int8(openvino_fp32.xml_path, tmp_path / "int8.xml", calibration())
     assert result.fake_quantize_nodes > 0 and "FakeQuantize" not in result.ops_before
@@ -213,7 +213,7 @@ def test_nncf_int8_ir_runs_and_agrees(fp32, openvino_fp32, tmp_path):
 
 def test_nncf_refuses_wrong_calibration_shape(fp32, tmp_path):
     pytest.importorskip("nncf")
-    from edgecnn.quantize.openvino_nncf import quantize_openvino_int8
+    from edgecnn.backends.openvino.quantize import quantize_openvino_int8
 
     with pytest.raises(BadInputError, match="calibration data"):
         quantize_openvino_int8(fp32[1], tmp_path / "int8.xml", np.zeros((4, 1, 32, 32), np.float32))

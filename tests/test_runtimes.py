@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from edgecnn.errors import BadInputError, MissingDependencyError
-from edgecnn.runtimes import get_runner, resolve_runtime, runtime_for_path, runtime_names
-from edgecnn.runtimes.base import FixedBatchError, physical_cores
-from edgecnn.runtimes.tflite import detect_layout
+from edgecnn.backends import get_runner, resolve_runtime, runtime_for_path, runtime_names
+from edgecnn.backends.runner import FixedBatchError, physical_cores
+from edgecnn.backends.tflite.runner import detect_layout
 from runtime_helpers import (
     INPUT_SHAPE,
     onnx_file,
@@ -283,7 +283,7 @@ class _FakeCudart:
 def test_tensorrt_runner_data_path_on_fakes(tmp_path, monkeypatch):
     import sys
 
-    import edgecnn.runtimes.tensorrt as trt_runner
+    import edgecnn.backends.tensorrt.runner as trt_runner
 
     cudart = _FakeCudart()
     monkeypatch.setitem(sys.modules, "tensorrt", _fake_tensorrt(cudart))

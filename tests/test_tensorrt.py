@@ -177,7 +177,7 @@ def test_qdq_checker_finds_each_broken_rule(bundle, tmp_path):
 
 def test_ort_symmetric_qdq_is_fixed_for_tensorrt(bundle, tmp_path):
     """ONNX Runtime's raw symmetric output quantizes conv outputs and logits; the placement pass fixes both."""
-    from edgecnn.quantize.onnxruntime_int8 import quantize_onnx_int8
+    from edgecnn.backends.onnxruntime.quantize import quantize_onnx_int8
 
     train_x = digits()[0][:32]
     raw = quantize_onnx_int8(bundle["fp32"], tmp_path / "raw.onnx", train_x, symmetric=True).path
@@ -458,7 +458,7 @@ def test_tensorrt_profiles():
 
 
 def test_engine_from_another_tensorrt_or_gpu_is_refused(tmp_path):
-    from edgecnn.runtimes.tensorrt import check_engine_provenance, provenance_mismatches, read_l4t
+    from edgecnn.backends.tensorrt.runner import check_engine_provenance, provenance_mismatches, read_l4t
 
     (tmp_path / "manifest.json").write_text("{}")
     engine = tmp_path / "tensorrt" / "model.fp16.engine"
@@ -536,7 +536,7 @@ def gpu_tensorrt(test):
 @gpu_tensorrt
 def test_engine_builds_runs_and_matches_golden(bundle, tmp_path, precision):
     from edgecnn.bundle import load_bundle
-    from edgecnn.runtimes.tensorrt import TensorRTRunner
+    from edgecnn.backends.tensorrt.runner import TensorRTRunner
 
     root = tmp_path / "bundle"
     shutil.copytree(bundle["root"], root)

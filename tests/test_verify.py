@@ -65,9 +65,9 @@ def parts(trained, tmp_path_factory):
     """Artifacts and golden arrays shared by every bundle: built once."""
     from edgecnn.data import calibration_images, load_data, preprocessed_split
     from edgecnn.export.onnx import export_onnx
-    from edgecnn.export.openvino import export_openvino
-    from edgecnn.export.parity import torch_logits
-    from edgecnn.quantize.onnxruntime_int8 import quantize_onnx_int8
+    from edgecnn.backends.openvino.convert import export_openvino
+    from edgecnn.compare import torch_logits
+    from edgecnn.backends.onnxruntime.quantize import quantize_onnx_int8
 
     checkpoint, loaded = trained
     folder = tmp_path_factory.mktemp("parts")

@@ -57,7 +57,7 @@ def export_command(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the export report as JSON."),
 ) -> None:
     """Export a model for one device: ONNX, fusion, INT8, the target's format, a verified bundle."""
-    from edgecnn.export.pipeline import ExportRequest, export_bundle
+    from edgecnn.pipeline import ExportRequest, export_bundle
     from edgecnn.profiles import load_profile
 
     _note_alias(source)
@@ -153,14 +153,14 @@ def quantize_command(
     images, _ = calibration_images(dataset, preprocess, n=calib_size, seed=seed)
     note(f"calibrating on {len(images)} images of {calib_data}, preprocessed to {list(preprocess.input_shape)}")
     if out.suffix == ".onnx":
-        from edgecnn.quantize.onnxruntime_int8 import quantize_onnx_int8
+        from edgecnn.backends.onnxruntime.quantize import quantize_onnx_int8
 
         result = quantize_onnx_int8(model, out, images, method=method, symmetric=symmetric)
         console.print(f"wrote {out}: {result.node_count_before} -> {result.node_count_after} nodes, "
                       f"{result.activation_type} activations, {result.weight_type} per-channel weights, "
                       f"{result.calibration_method} calibration on {result.calibration_size} images")
     else:
-        from edgecnn.quantize.openvino_nncf import quantize_openvino_int8
+        from edgecnn.backends.openvino.quantize import quantize_openvino_int8
 
         result = quantize_openvino_int8(model, out, images)
         console.print(f"wrote {out}: {result.fake_quantize_nodes} FakeQuantize nodes, NNCF {result.preset} preset, "

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import BadInputError, CheckFailedError, require
-from edgecnn.export.parity import (
+from edgecnn.compare import (
     ParityError,
     ParityResult,
     Progress,

@@ -43,7 +43,7 @@ import numpy as np
 
 from edgecnn.atomic import write_bytes_atomic, write_text_atomic
 from edgecnn.errors import BadInputError, CheckFailedError, require
-from edgecnn.runtimes.tensorrt import (
+from edgecnn.backends.tensorrt.runner import (
     REBUILD_HINT,
     machine_provenance,
     provenance_mismatches,
@@ -53,7 +53,7 @@ from edgecnn.runtimes.tensorrt import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from edgecnn.bundle import ArtifactEntry
-    from edgecnn.export.parity import Progress
+    from edgecnn.compare import Progress
     from edgecnn.profiles import DeviceProfile
 
 __all__ = [
@@ -178,7 +178,7 @@ def quantize_for_tensorrt(
             raise BadInputError(f"ModelOpt has no {method!r} calibration: use minmax or entropy, or backend onnxruntime")
         return _quantize_modelopt(onnx_path, out_path, calibration_batches, modelopt_methods[method])
 
-    from edgecnn.quantize.onnxruntime_int8 import quantize_onnx_int8
+    from edgecnn.backends.onnxruntime.quantize import quantize_onnx_int8
 
     onnx = require("onnx", "export", "TensorRT Q/DQ quantization")
     started = time.perf_counter()
@@ -212,7 +212,7 @@ def _quantize_modelopt(onnx_path: Path, out_path: Path, calibration_batches: np.
     """NVIDIA ModelOpt's ONNX PTQ: its Q/DQ placement follows TensorRT's own rules."""
     quantization = require("modelopt.onnx.quantization", "export", "TensorRT Q/DQ quantization with ModelOpt")
     onnx = require("onnx", "export", "TensorRT Q/DQ quantization")
-    from edgecnn.export.parity import check_samples
+    from edgecnn.compare import check_samples
 
     images = check_samples(calibration_batches)
     started = time.perf_counter()

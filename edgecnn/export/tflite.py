@@ -47,7 +47,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from edgecnn.errors import BadInputError, CheckFailedError, require
-from edgecnn.export.parity import (
+from edgecnn.compare import (
     ParityResult,
     Progress,
     check_samples,

@@ -139,7 +139,7 @@ def export_bundle(request: ExportRequest, stage: Stage | None = None) -> ExportR
         warnings.append(f"{loaded.name} has random weights: latency is real, accuracy means nothing")
 
     stage("computing PyTorch fp32 reference logits")
-    from edgecnn.export.parity import torch_logits
+    from edgecnn.compare import torch_logits
 
     reference = torch_logits(loaded.model, data.golden_inputs)
     golden_top1 = _top1(reference, data.golden_labels) if data.labels_meaningful else None
@@ -334,7 +334,7 @@ class _Context:
     def add(self, files: list[Path], *, format: str, runtime: str, precision: str, seconds: float,
             logits_of: Callable[[], np.ndarray] | None, batch: Any = "dynamic", **extra: Any) -> None:
         """Record an artifact, after checking its logits against PyTorch on the golden set."""
-        from edgecnn.export.parity import compare_logits, enforce
+        from edgecnn.compare import compare_logits, enforce
 
         parity = None
         if logits_of is not None:
@@ -375,7 +375,7 @@ def _build_onnxruntime(ctx: _Context) -> None:
             logits_of=lambda: onnx_logits(fp32_path, ctx.data.golden_inputs), opset=result.opset,
             nodes=result.node_count_after)
     if ctx.precision == "int8":
-        from edgecnn.quantize.onnxruntime_int8 import quantize_onnx_int8
+        from edgecnn.backends.onnxruntime.quantize import quantize_onnx_int8
 
         int8_path = ctx.writer.path("onnx/model.int8.onnx")
         ctx.stage(f"quantizing to INT8 with ONNX Runtime ({ctx.request.calib_method}, per-channel)")
@@ -390,14 +390,14 @@ def _build_onnxruntime(ctx: _Context) -> None:
 
 
 def _build_openvino(ctx: _Context) -> None:
-    from edgecnn.export.openvino import export_openvino, openvino_logits
+    from edgecnn.backends.openvino.convert import export_openvino, openvino_logits
 
     onnx_path = ctx.scratch / "model.fp32.onnx"
     onnx_result, onnx_s = _timed(lambda: ctx.onnx_fp32(onnx_path))
     for precision in ctx.precisions:
         xml = ctx.writer.path(f"openvino/model.{precision}.xml")
         if precision == "int8":
-            from edgecnn.quantize.openvino_nncf import quantize_openvino_int8
+            from edgecnn.backends.openvino.quantize import quantize_openvino_int8
 
             fp32_xml = ctx.writer.path("openvino/model.fp32.xml")
             ctx.stage("quantizing to INT8 with NNCF (post-training, OpenVINO model)")

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import BadInputError, require
-from edgecnn.runtimes.base import Runner, chw_from_manifest
+from edgecnn.backends.runner import Runner, chw_from_manifest
 
 
 class TorchEagerRunner(Runner):

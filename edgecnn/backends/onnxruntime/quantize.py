@@ -26,7 +26,7 @@ import numpy as np
 
 from edgecnn.errors import BadInputError, require
 from edgecnn.export.onnx import op_counts
-from edgecnn.export.parity import Progress, check_samples
+from edgecnn.compare import Progress, check_samples
 
 __all__ = [
     "CALIBRATION_METHODS",

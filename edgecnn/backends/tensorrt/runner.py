@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import BadInputError, MissingDependencyError, require
-from edgecnn.runtimes.base import FixedBatchError, Runner, chw_from_manifest, static_dims
+from edgecnn.backends.runner import FixedBatchError, Runner, chw_from_manifest, static_dims
 
 
 def _import_cudart() -> Any:

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import BadInputError, require
-from edgecnn.export.openvino import ov_op_counts, read_model, save_ir
-from edgecnn.export.parity import Progress, check_samples
+from edgecnn.backends.openvino.convert import ov_op_counts, read_model, save_ir
+from edgecnn.compare import Progress, check_samples
 
 __all__ = ["PRESETS", "TARGET_DEVICES", "OpenVinoInt8Result", "quantize_openvino_int8"]
 

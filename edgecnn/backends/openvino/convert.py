@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import BadInputError, require
-from edgecnn.export.parity import (
+from edgecnn.compare import (
     ParityResult,
     Progress,
     batched,
@@ -119,7 +119,7 @@ def export_openvino(
     if precision not in PRECISIONS:
         raise BadInputError(
             f"OpenVINO IR precision {precision!r} is not one of {', '.join(PRECISIONS)} "
-            "(int8 goes through edgecnn.quantize.openvino_nncf)"
+            "(int8 goes through edgecnn.backends.openvino.quantize)"
         )
     started = time.perf_counter()
     model = read_model(onnx_path)

@@ -60,7 +60,7 @@ def default_threads() -> int:
 class Runner(ABC):
     """Load one artifact, run float32 NCHW batches, report what was configured."""
 
-    #: canonical runtime name (a key of edgecnn.runtimes.RUNNERS)
+    #: canonical runtime name (a key of edgecnn.backends.RUNNERS)
     runtime: ClassVar[str] = ""
     #: the pip extra that installs this runtime on a device
     extra: ClassVar[str] = ""

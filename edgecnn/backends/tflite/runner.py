@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import BadInputError, MissingDependencyError
-from edgecnn.runtimes.base import FixedBatchError, Runner, chw_from_manifest, package_version
+from edgecnn.backends.runner import FixedBatchError, Runner, chw_from_manifest, package_version
 
 
 def _import_interpreter() -> tuple[Any, str, str | None]:

@@ -1,0 +1,172 @@
+"""The backend registry: one `Backend` per runtime, registered once, found by name, alias or suffix.
+
+A backend is everything edgecnn knows about one runtime: its name and label, the artifact format and
+file suffixes, the extra that brings it on a host (to build) and on a device (to run), its build step
+for the export pipeline, its INT8 quantizer, its Runner, the options it reports as applied and whether
+its artifacts have a static batch. Profiles, the pipeline, bench, verify, the report, quickstart and
+`edgecnn devices` read from here; no other module names a runtime.
+
+Each backend lives in its own subpackage `edgecnn/backends/<name>/` whose `__init__` registers it.
+Discovery imports every subpackage here, so adding a runtime is adding a folder. The subpackages'
+`__init__` must stay import-light: the Runner, build step and quantizer are named as
+"module:attribute" strings and imported only when used, so a device never imports torch or an SDK it
+does not use. An import error in a backend's `__init__` is a bug and propagates; it is never swallowed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from edgecnn.errors import BadInputError, RegistryError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from edgecnn.backends.runner import Runner
+
+
+@dataclass(frozen=True)
+class Backend:
+    """What edgecnn knows about one runtime."""
+
+    name: str  # canonical runtime name, as in manifests and --runtime
+    label: str  # what people read in tables: "ONNX Runtime"
+    format: str  # the manifest's artifact format: "onnx", "openvino", "tflite", ...
+    suffixes: tuple[str, ...]  # artifact file suffixes, for `bench FILE` without a bundle
+    runner: str  # "module:Class" of its Runner
+    device_extra: str  # pip extra that runs it on a device (no torch)
+    host_extra: str = "all"  # pip extra that builds its artifacts on a host
+    aliases: tuple[str, ...] = ()
+    precisions: tuple[str, ...] = ("fp32",)  # what its build step can produce
+    build: str | None = None  # "module:function" (BuildContext) -> None; None: not an export target
+    quantizer: str | None = None  # "module:function" of its INT8 quantizer
+    applied_keys: tuple[str, ...] = ()  # runner settings bench shows, in reading order
+    static_batch: bool = False  # artifacts bake their batch in: verify runs batch 1
+    order: int = 100  # position in tables (report, devices, bench)
+    deploy: bool = True  # False for the PyTorch eager baseline: never a target
+    built_on_device: bool = False  # the final artifact is built on the device (TensorRT engines)
+    host_target: str | None = None  # the profile quickstart builds for it on a host
+    profile_table: str | None = None  # a [table] of backend-specific settings in its profiles
+    profile_table_required: bool = False
+    note_when_emulated: str = ""  # said when its latency was measured on another CPU than the device's
+    extras: dict[str, Any] = field(default_factory=dict)  # anything else a backend wants to publish
+
+    def load_runner_class(self) -> type["Runner"]:
+        return _load(self.runner)
+
+    def new_runner(self) -> "Runner":
+        """A fresh, unloaded Runner (imports the runner module, not its SDK yet)."""
+        return self.load_runner_class()()
+
+    def build_step(self) -> Callable[..., None]:
+        if self.build is None:
+            raise BadInputError(f"{self.label} is not an export target")
+        return _load(self.build)
+
+    def quantize_step(self) -> Callable[..., Any]:
+        if self.quantizer is None:
+            raise BadInputError(f"{self.label} has no INT8 quantizer")
+        return _load(self.quantizer)
+
+
+_REGISTRY: dict[str, Backend] = {}
+_ALIASES: dict[str, str] = {}
+_discovered = False
+
+
+def register(backend: Backend) -> Backend:
+    """Add a backend; a name, alias or suffix already taken is a RegistryError."""
+    if backend.name in _REGISTRY:
+        raise RegistryError(f"backend {backend.name!r} is registered twice")
+    for alias in backend.aliases:
+        key = alias.lower()
+        owner = _ALIASES.get(key) or (key if key in _REGISTRY else None)
+        if owner is not None:
+            raise RegistryError(f"backend alias {alias!r} of {backend.name!r} is already {owner!r}")
+    for suffix in backend.suffixes:
+        for other in _REGISTRY.values():
+            if suffix in other.suffixes:
+                raise RegistryError(f"suffix {suffix} of backend {backend.name!r} is already {other.name!r}'s")
+    _REGISTRY[backend.name] = backend
+    for alias in backend.aliases:
+        _ALIASES[alias.lower()] = backend.name
+    return backend
+
+
+def _discover() -> None:
+    """Import every backend subpackage once (each registers itself)."""
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if module.ispkg:
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+def backends(*, deploy_only: bool = False) -> list[Backend]:
+    """Every registered backend in table order."""
+    _discover()
+    found = sorted(_REGISTRY.values(), key=lambda b: (b.order, b.name))
+    return [b for b in found if b.deploy or not deploy_only]
+
+
+def runtime_names() -> list[str]:
+    """The runtimes edgecnn can run, in table order."""
+    return [b.name for b in backends()]
+
+
+def resolve_runtime(name: str) -> str:
+    """Canonical runtime name for a name or alias; BadInputError listing the valid ones."""
+    _discover()
+    key = name.strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in _REGISTRY:
+        raise BadInputError(f"unknown runtime {name!r}: choose one of {', '.join(runtime_names())}")
+    return key
+
+
+def get_backend(name: str) -> Backend:
+    """The backend for a runtime name or alias."""
+    return _REGISTRY[resolve_runtime(name)]
+
+
+def get_runner(runtime: str) -> "Runner":
+    """A fresh, unloaded Runner for `runtime`."""
+    return get_backend(runtime).new_runner()
+
+
+def runtime_for_path(path: str | Path) -> str:
+    """The runtime that runs an artifact file, from its suffix."""
+    suffix = Path(path).suffix.lower()
+    for backend in backends():
+        if suffix in backend.suffixes:
+            return backend.name
+    known = ", ".join(sorted(s for b in backends() for s in b.suffixes))
+    raise BadInputError(f"cannot tell the runtime of {Path(path).name!r} from its suffix ({known}): pass --runtime")
+
+
+def label(runtime: str) -> str:
+    """The readable name of a runtime; the name itself when it is not registered."""
+    _discover()
+    backend = _REGISTRY.get(_ALIASES.get(runtime, runtime))
+    return backend.label if backend else runtime
+
+
+def applied_keys() -> tuple[str, ...]:
+    """Every backend's applied-option keys, in table order, without repeats."""
+    keys: list[str] = []
+    for backend in backends():
+        keys.extend(k for k in backend.applied_keys if k not in keys)
+    return tuple(keys)
+
+
+def _load(reference: str) -> Any:
+    module_name, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+__all__ = ["Backend", "register", "backends", "runtime_names", "resolve_runtime", "get_backend", "get_runner",
+           "runtime_for_path", "label", "applied_keys"]

@@ -1,0 +1,20 @@
+"""ONNX Runtime: `.onnx` files (fp32 and static QDQ int8), CPU execution provider."""
+
+from edgecnn.backends import Backend, register
+
+BACKEND = register(Backend(
+    name="onnxruntime",
+    label="ONNX Runtime",
+    format="onnx",
+    suffixes=(".onnx",),
+    aliases=("ort", "onnx"),
+    runner="edgecnn.backends.onnxruntime.runner:OnnxRuntimeRunner",
+    device_extra="onnxruntime",
+    host_extra="export",
+    precisions=("fp32", "int8"),
+    build="edgecnn.backends.onnxruntime.build:build",
+    quantizer="edgecnn.backends.onnxruntime.quantize:quantize_onnx_int8",
+    applied_keys=("intra_op_num_threads", "inter_op_num_threads", "graph_optimization_level", "execution_mode"),
+    order=10,
+    host_target="onnx",
+))

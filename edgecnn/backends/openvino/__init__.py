@@ -1,0 +1,20 @@
+"""OpenVINO: `.xml` + `.bin` IR (fp32, fp16, NNCF int8) on Intel/AMD CPUs."""
+
+from edgecnn.backends import Backend, register
+
+BACKEND = register(Backend(
+    name="openvino",
+    label="OpenVINO",
+    format="openvino",
+    suffixes=(".xml",),
+    aliases=("ov",),
+    runner="edgecnn.backends.openvino.runner:OpenVinoRunner",
+    device_extra="openvino-runtime",
+    host_extra="openvino",
+    precisions=("fp32", "fp16", "int8"),
+    build="edgecnn.backends.openvino.build:build",
+    quantizer="edgecnn.backends.openvino.quantize:quantize_openvino_int8",
+    applied_keys=("INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT", "PERFORMANCE_HINT", "NUM_STREAMS"),
+    order=20,
+    host_target="x86",
+))
