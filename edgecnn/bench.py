@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 import edgecnn
+from edgecnn.bundle import checkpoint_of, default_threads_for  # noqa: F401 (default_threads_for: public here too)
 from edgecnn.errors import BadInputError, EdgecnnError
 from edgecnn.backends import resolve_runtime, runtime_for_path
 from edgecnn.backends.runner import FixedBatchError, physical_cores
@@ -200,21 +201,6 @@ def targets_from_path(path: str | Path, runtime: str | None = None):
     return [BenchTarget(name=path.name, path=path, runtime=chosen, size_bytes=artifact_size_bytes(path))], None
 
 
-def checkpoint_of(bundle) -> Path | None:
-    """The checkpoint the bundle was exported from (manifest model.checkpoint), when it still exists.
-
-    Export records an absolute path; a relative one is taken from the bundle folder.
-    """
-    model = (getattr(bundle, "manifest", None) or {}).get("model")
-    value = model.get("checkpoint") if isinstance(model, dict) else None
-    if not isinstance(value, str) or not value:
-        return None
-    path = Path(value)
-    if not path.is_absolute():
-        path = Path(bundle.root) / path
-    return path if path.is_file() else None
-
-
 def torch_reference_target(bundle, targets: Iterable[BenchTarget] = ()) -> BenchTarget:
     """The PyTorch eager run of the bundle's checkpoint, as a baseline target."""
     if bundle is None:
@@ -235,16 +221,6 @@ def torch_reference_target(bundle, targets: Iterable[BenchTarget] = ()) -> Bench
     options = {"precision": "fp32", **({"input_shape": shape} if shape else {})}
     return BenchTarget(name=f"{checkpoint.name} (eager)", path=checkpoint, runtime="torch", precision="fp32",
                        size_bytes=checkpoint.stat().st_size, options=options)
-
-
-def default_threads_for(bundle) -> int:
-    """The bundle's device profile `threads`, else the physical cores."""
-    profile = getattr(bundle, "profile", None) if bundle is not None else None
-    if isinstance(profile, dict):
-        value = profile.get("threads")
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return physical_cores()
 
 
 def is_torch_baseline(baseline: str | None) -> bool:

@@ -305,3 +305,28 @@ class BundleWriter:
         return self.out
 
 
+def checkpoint_of(bundle) -> Path | None:
+    """The checkpoint the bundle was exported from (manifest model.checkpoint), when it still exists.
+
+    Export records an absolute path; a relative one is taken from the bundle folder.
+    """
+    model = (getattr(bundle, "manifest", None) or {}).get("model")
+    value = model.get("checkpoint") if isinstance(model, dict) else None
+    if not isinstance(value, str) or not value:
+        return None
+    path = Path(value)
+    if not path.is_absolute():
+        path = Path(bundle.root) / path
+    return path if path.is_file() else None
+
+
+def default_threads_for(bundle) -> int:
+    """The bundle's device profile `threads`, else the physical cores."""
+    profile = getattr(bundle, "profile", None) if bundle is not None else None
+    if isinstance(profile, dict):
+        value = profile.get("threads")
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    from edgecnn.host import physical_cores
+
+    return physical_cores()

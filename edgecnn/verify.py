@@ -660,7 +660,7 @@ def verify(path: str | Path, settings: VerifySettings | None = None, *,
 
 
 def _verify_bundle(path: Path, settings: VerifySettings, progress: Progress | None) -> VerifyReport:
-    from edgecnn.bench import checkpoint_of, default_threads_for
+    from edgecnn.bundle import checkpoint_of, default_threads_for
     from edgecnn.bundle import load_bundle
     from edgecnn.backends import resolve_runtime
 
@@ -753,7 +753,7 @@ def _verify_file(path: Path, settings: VerifySettings, progress: Progress | None
     preprocess = None
 
     if is_bundle_path(reference):
-        from edgecnn.bench import checkpoint_of
+        from edgecnn.bundle import checkpoint_of
         from edgecnn.bundle import load_bundle
 
         bundle = load_bundle(reference)

@@ -14,7 +14,6 @@ says what it measured instead of what was asked for.
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Iterable
@@ -22,6 +21,7 @@ from typing import Any, ClassVar, Iterable
 import numpy as np
 
 from edgecnn.errors import BadInputError
+from edgecnn.host import physical_cores
 
 # Options every runner understands; they come from the bundle manifest.
 COMMON_OPTIONS = frozenset({"input_shape", "layout", "precision", "fixed_batch"})
@@ -29,27 +29,6 @@ COMMON_OPTIONS = frozenset({"input_shape", "layout", "precision", "fixed_batch"}
 
 class FixedBatchError(BadInputError):
     """The artifact was built for one batch size and cannot be reshaped to another."""
-
-
-def physical_cores() -> int:
-    """Physical cores this process may use (hyper-threads counted once), at least 1."""
-    try:
-        allowed = sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        allowed = list(range(os.cpu_count() or 1))
-    cores: set[tuple[str, str]] = set()
-    for cpu in allowed:
-        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
-        try:
-            package = (topology / "physical_package_id").read_text().strip()
-            core = (topology / "core_id").read_text().strip()
-        except OSError:
-            cores = set()
-            break
-        cores.add((package, core))
-    if cores:
-        return len(cores)
-    return max(1, len(allowed))
 
 
 def default_threads() -> int:
