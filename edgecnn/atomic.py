@@ -56,3 +56,39 @@ def json_default(value: Any):
 def write_json_atomic(path: str | Path, payload: Any) -> Path:
     """Indented JSON with a trailing newline."""
     return write_text_atomic(path, json.dumps(payload, indent=2, default=json_default) + "\n")
+
+
+def read_json(path: str | Path, *, what: str = "JSON file") -> Any:
+    """Parse a JSON file; a missing or malformed one is a BadInputError naming it."""
+    from edgecnn.errors import BadInputError
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInputError(f"{what} {path} not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadInputError(f"{what} {path} cannot be read as JSON: {exc}") from None
+
+
+def check_output_path(path: str | Path | None, *, option: str = "output") -> Path | None:
+    """Refuse, before any work, an output file that could not be written (BadInputError naming it).
+
+    The nearest existing folder above it must be a writable directory (missing folders below it are
+    created when the file is written), and the path itself must not be a directory.
+    """
+    if path is None:
+        return None
+    from edgecnn.errors import BadInputError
+
+    path = Path(path)
+    if path.is_dir():
+        raise BadInputError(f"{option} {path} is a directory, not a file")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise BadInputError(f"{option} {path}: {ancestor} is not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise BadInputError(f"{option} {path}: {ancestor} is not writable")
+    return path

@@ -25,3 +25,13 @@ def physical_cores() -> int:
     if cores:
         return len(cores)
     return max(1, len(allowed))
+
+
+def package_version(distribution: str) -> str | None:
+    """Installed version of a distribution, without importing it."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Iterable
 import numpy as np
 
 from edgecnn.errors import BadInputError
-from edgecnn.host import physical_cores
+from edgecnn.host import package_version, physical_cores  # noqa: F401 (package_version: public here too)
 
 # Options every runner understands; they come from the bundle manifest.
 COMMON_OPTIONS = frozenset({"input_shape", "layout", "precision", "fixed_batch"})
@@ -179,13 +179,3 @@ def static_dims(dims: Iterable[Any]) -> list[int | None]:
             value = -1
         out.append(value if value > 0 else None)
     return out
-
-
-def package_version(distribution: str) -> str | None:
-    """Installed version of a distribution, without importing it."""
-    from importlib import metadata
-
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return None
