@@ -22,8 +22,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgecnn.export.onnx import export_onnx, ort_session  # noqa: E402
-from edgecnn.backends.openvino.convert import compile_model, export_openvino  # noqa: E402
+from edgecnn.backends import get_runner  # noqa: E402
+from edgecnn.export.onnx import export_onnx  # noqa: E402
+from edgecnn.backends.openvino.convert import export_openvino  # noqa: E402
 from edgecnn.backends.onnxruntime.quantize import quantize_onnx_int8  # noqa: E402
 from edgecnn.backends.openvino.quantize import quantize_openvino_int8  # noqa: E402
 
@@ -40,15 +41,14 @@ def digits_images(count: int, size: int) -> np.ndarray:
 
 
 def ort_runner(path: Path, threads: int):
-    session = ort_session(path, threads=threads)
-    name = session.get_inputs()[0].name
-    return lambda x: session.run(None, {name: x})
+    runner = get_runner("onnxruntime").load(path, threads=threads, batch=1)
+    return runner.run
 
 
 def ov_runner(path: Path, threads: int, precision: str | None):
-    compiled = compile_model(path, threads=threads, inference_precision=precision, batch=1)
-    request = compiled.create_infer_request()
-    return lambda x: request.infer({0: x})
+    # precision None: the plugin's own default (bf16 on AMX/AVX-512-bf16 CPUs)
+    runner = get_runner("openvino").load(path, threads=threads, batch=1, inference_precision=precision or "auto")
+    return runner.run
 
 
 def time_interleaved(runners: dict, x: np.ndarray, warmup: int, iters: int, rounds: int) -> dict:

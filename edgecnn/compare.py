@@ -1,7 +1,6 @@
-"""Logit parity between a reference (PyTorch fp32) and a deployed artifact.
+"""Logit parity between a reference (PyTorch fp32) and a deployed artifact, and top-1 accuracy.
 
-Runtime-neutral: the exporters run their artifact and hand both logit arrays to
-`compare_logits`. Only numpy at import time.
+Runtime-neutral: export, verify and the tests hand both logit arrays to `compare_logits`. Only numpy.
 """
 
 from __future__ import annotations
@@ -127,21 +126,6 @@ def batched(
     return np.concatenate(outputs, axis=0)
 
 
-def torch_logits(
-    model, samples: np.ndarray, *, batch_size: int = 32, progress: Progress | None = None
-) -> np.ndarray:
-    """PyTorch fp32 logits of `model` (put in eval mode for the call) on `samples`."""
-    import torch
-
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            return batched(
-                lambda batch: model(torch.from_numpy(batch)).float().numpy(),
-                samples,
-                batch_size,
-                progress,
-            )
-    finally:
-        model.train(was_training)
+def top1(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy in percent of (N, classes) logits against N integer labels."""
+    return float(np.mean(np.asarray(logits).argmax(1) == np.asarray(labels)) * 100.0)

@@ -19,13 +19,22 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-RUNTIMES = ("onnxruntime", "openvino", "tflite", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
-# The artifact format each runtime deploys.
-FORMAT_OF_RUNTIME = {"onnxruntime": "onnx", "openvino": "openvino", "tflite": "tflite", "tensorrt": "tensorrt"}
 OPSET_RANGE = (11, 21)
 _TOP_LEVEL = {"description", "runtime", "precisions", "default_precision", "threads", "opset", "input",
-              "notes", "alias_of", "tensorrt", "name"}
+              "notes", "alias_of", "name"}
+
+
+def _deploy_backends() -> dict:
+    """Runtime name -> Backend for every export target runtime (the registry decides, not this module)."""
+    from edgecnn.backends import backends
+
+    return {b.name: b for b in backends(deploy_only=True)}
+
+
+def _backend_tables() -> set[str]:
+    """The [table] names backends add to their profiles (e.g. TensorRT's versions)."""
+    return {b.profile_table for b in _deploy_backends().values() if b.profile_table}
 _INPUT_FIELDS = {"max_size", "max_batch"}
 
 
@@ -49,11 +58,22 @@ class DeviceProfile:
     path: Path
     notes: str = ""
     alias_of: str | None = None
-    tensorrt: dict = field(default_factory=dict)  # TensorRT profiles only
+    settings: dict = field(default_factory=dict)  # the backend's own [table], when it declares one
+
+    @property
+    def backend(self):
+        from edgecnn.backends import get_backend
+
+        return get_backend(self.runtime)
 
     @property
     def format(self) -> str:
-        return FORMAT_OF_RUNTIME[self.runtime]
+        return self.backend.format
+
+    @property
+    def tensorrt(self) -> dict:
+        """The TensorRT [tensorrt] table (older name of `settings`, kept for TensorRT code)."""
+        return self.settings
 
     def to_dict(self) -> dict[str, Any]:
         """What the bundle manifest records (bench reads `threads` from it)."""
@@ -71,8 +91,9 @@ class DeviceProfile:
         }
         if self.alias_of:
             payload["alias_of"] = self.alias_of
-        if self.tensorrt:
-            payload["tensorrt"] = self.tensorrt
+        table = self.backend.profile_table
+        if table and self.settings:
+            payload[table] = self.settings
         return payload
 
     def check_precision(self, precision: str) -> str:
@@ -80,7 +101,7 @@ class DeviceProfile:
         if precision not in PRECISIONS:
             raise ProfileError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
         if precision not in self.precisions:
-            why = self.tensorrt.get(f"no_{precision}_reason") or self.notes
+            why = self.settings.get(f"no_{precision}_reason") or self.notes
             raise ProfileError(
                 f"target {self.name} does not support {precision} (it supports {', '.join(self.precisions)})"
                 + (f": {why}" if why else "")
@@ -138,17 +159,19 @@ def _validate(payload: dict, path: Path, name: str) -> DeviceProfile:
     def fail(field_name: str, problem: str) -> ProfileError:
         return ProfileError(f"device profile {path}: field '{field_name}' {problem}")
 
-    unknown = sorted(set(payload) - _TOP_LEVEL)
+    known = _TOP_LEVEL | _backend_tables()
+    unknown = sorted(set(payload) - known)
     if unknown:
-        raise fail(unknown[0], f"is not a profile field (known: {', '.join(sorted(_TOP_LEVEL))})")
+        raise fail(unknown[0], f"is not a profile field (known: {', '.join(sorted(known))})")
     for key in ("description", "runtime", "precisions", "default_precision", "threads", "opset", "input"):
         if key not in payload:
             raise fail(key, "is missing")
     if not isinstance(payload["description"], str):
         raise fail("description", "must be a string")
     runtime = payload["runtime"]
-    if runtime not in RUNTIMES:
-        raise fail("runtime", f"must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    runtimes = _deploy_backends()
+    if runtime not in runtimes:
+        raise fail("runtime", f"must be one of {', '.join(runtimes)}, got {runtime!r}")
     precisions = payload["precisions"]
     if not isinstance(precisions, list) or not precisions or any(p not in PRECISIONS for p in precisions):
         raise fail("precisions", f"must be a non-empty list drawn from {', '.join(PRECISIONS)}, got {precisions!r}")
@@ -171,19 +194,30 @@ def _validate(payload: dict, path: Path, name: str) -> DeviceProfile:
     extra = sorted(set(limits) - _INPUT_FIELDS)
     if extra:
         raise fail(f"input.{extra[0]}", "is not an input limit (known: max_size, max_batch)")
-    tensorrt = payload.get("tensorrt", {})
-    if not isinstance(tensorrt, dict):
-        raise fail("tensorrt", "must be a table")
-    if runtime == "tensorrt" and not tensorrt:
-        raise fail("tensorrt", "is missing (TensorRT profiles state the JetPack/TensorRT versions)")
+    settings = _backend_settings(payload, runtimes[runtime], fail)
     notes = payload.get("notes", "")
     if not isinstance(notes, str):
         raise fail("notes", "must be a string")
     return DeviceProfile(
         name=name, description=payload["description"], runtime=runtime, precisions=tuple(precisions),
         default_precision=default, threads=threads, opset=opset, max_size=limits["max_size"],
-        max_batch=limits["max_batch"], path=path, notes=notes, tensorrt=dict(tensorrt),
+        max_batch=limits["max_batch"], path=path, notes=notes, settings=settings,
     )
+
+
+def _backend_settings(payload: dict, backend, fail) -> dict:
+    """The backend's own table; another backend's table in this profile is refused."""
+    for other in _backend_tables() - {backend.profile_table}:
+        if other in payload:
+            raise fail(other, f"belongs to another runtime's profiles, not {backend.name}")
+    if not backend.profile_table:
+        return {}
+    table = payload.get(backend.profile_table, {})
+    if not isinstance(table, dict):
+        raise fail(backend.profile_table, "must be a table")
+    if backend.profile_table_required and not table:
+        raise fail(backend.profile_table, f"is missing ({backend.label} profiles state the versions they target)")
+    return dict(table)
 
 
 def list_profiles() -> list[DeviceProfile]:

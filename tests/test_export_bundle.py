@@ -147,14 +147,15 @@ def test_batchnorm_is_folded_for_a_bn_network(cli, tmp_path):
 
 
 def test_parity_failure_raises_and_leaves_no_bundle(cli, lenet_checkpoint, tmp_path, monkeypatch):
-    import edgecnn.export.onnx as onnx_export
+    import edgecnn.backends.infer as infer
 
-    real = onnx_export.onnx_logits
+    real = infer.run_logits
 
-    def scrambled(path, samples, **kwargs):  # an exporter bug: outputs for the wrong images
-        return real(path, samples, **kwargs)[::-1].copy()
+    def scrambled(*args, **kwargs):  # an exporter bug: outputs for the wrong images
+        logits, info = real(*args, **kwargs)
+        return logits[::-1].copy(), info
 
-    monkeypatch.setattr(onnx_export, "onnx_logits", scrambled)
+    monkeypatch.setattr(infer, "run_logits", scrambled)
     out = tmp_path / "broken"
     result = _export(cli, lenet_checkpoint, "onnx", out)
     assert result.exit_code == 1, result.stderr

@@ -15,14 +15,19 @@ pytest.importorskip("onnxruntime")
 from export_helpers import INPUT_SHAPE, digits, tiny_cnn, trained_tiny_cnn  # noqa: E402
 
 from edgecnn.errors import BadInputError, CheckFailedError  # noqa: E402
-from edgecnn.export.onnx import (  # noqa: E402
-    FusionError,
-    ParityError,
-    check_parity,
-    export_onnx,
-    onnx_logits,
-    ort_session,
-)
+from edgecnn.backends.infer import artifact_logits  # noqa: E402
+from edgecnn.backends.infer import check_parity  # noqa: E402
+from edgecnn.compare import ParityError  # noqa: E402
+from edgecnn.export.onnx import FusionError, export_onnx  # noqa: E402
+
+
+def ort_session(path, *, threads):
+    """A plain ONNX Runtime session, to inspect the exported graph's inputs and outputs."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 # One intra-op thread: tests share a small machine, and a waiting second thread only slows them.
 THREADS = 1
@@ -133,7 +138,7 @@ def test_bad_input_is_refused(tmp_path, kwargs):
 def test_onnx_logits_rejects_non_images(tiny_onnx):
     _, result = tiny_onnx
     with pytest.raises(BadInputError):
-        onnx_logits(result.path, np.zeros((4, 10), np.float32))
+        artifact_logits(result.path, np.zeros((4, 10), np.float32))
 
 
 @pytest.mark.slow

@@ -14,8 +14,10 @@ from onnx import numpy_helper  # noqa: E402
 from export_helpers import INPUT_SHAPE, accuracy, digits, trained_tiny_cnn  # noqa: E402
 
 from edgecnn.errors import BadInputError  # noqa: E402
-from edgecnn.export.onnx import export_onnx, onnx_logits  # noqa: E402
-from edgecnn.compare import compare_logits, torch_logits  # noqa: E402
+from edgecnn.backends.infer import artifact_logits  # noqa: E402
+from edgecnn.export.onnx import export_onnx  # noqa: E402
+from edgecnn.backends.torch.reference import torch_logits  # noqa: E402
+from edgecnn.compare import compare_logits  # noqa: E402
 from edgecnn.backends.onnxruntime.quantize import quantize_onnx_int8  # noqa: E402
 
 THREADS = 1
@@ -99,7 +101,7 @@ def test_default_qdq_is_per_channel_and_accurate(fp32, qdq_default):
     ]
     assert all(zp.dtype == np.uint8 for zp in activation_zero_points)  # QUInt8 activations
 
-    agreement, drop = _agreement_and_drop(fp32, onnx_logits(result.path, digits()[2], threads=THREADS))
+    agreement, drop = _agreement_and_drop(fp32, artifact_logits(result.path, digits()[2], threads=THREADS))
     assert agreement >= 0.97
     assert drop <= 0.02
 
@@ -122,7 +124,7 @@ def test_symmetric_mode_for_tensorrt(fp32, qdq_symmetric):
     # biases stay float for TensorRT: no int32 initializer
     assert all(array.dtype != np.int32 for array in inits.values())
 
-    agreement, drop = _agreement_and_drop(fp32, onnx_logits(result.path, digits()[2], threads=THREADS))
+    agreement, drop = _agreement_and_drop(fp32, artifact_logits(result.path, digits()[2], threads=THREADS))
     assert agreement >= 0.97 and drop <= 0.02
 
 
@@ -136,7 +138,7 @@ def test_histogram_calibration_methods(fp32, method, tmp_path):
     )
     assert result.calibration_method == method
     assert seen[-1] == (24, 24)
-    agreement, _ = _agreement_and_drop(fp32, onnx_logits(result.path, digits()[2], threads=THREADS))
+    agreement, _ = _agreement_and_drop(fp32, artifact_logits(result.path, digits()[2], threads=THREADS))
     assert agreement >= 0.9
 
 
@@ -173,7 +175,8 @@ def openvino_fp32(fp32):
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_openvino_ir_loads_and_agrees(fp32, openvino_fp32, precision, tmp_path):
-    from edgecnn.backends.openvino.convert import check_parity, export_openvino
+    from edgecnn.backends.infer import check_parity
+    from edgecnn.backends.openvino.convert import export_openvino
 
     model, onnx_path, reference, _ = fp32
     result = (
@@ -200,13 +203,12 @@ def test_openvino_fp16_is_smaller(openvino_fp32, fp32, tmp_path):
 
 def test_nncf_int8_ir_runs_and_agrees(fp32, openvino_fp32, tmp_path):
     pytest.importorskip("nncf")
-    from edgecnn.backends.openvino.convert import openvino_logits
     from edgecnn.backends.openvino.quantize import quantize_openvino_int8
 
     result = quantize_openvino_int8(openvino_fp32.xml_path, tmp_path / "int8.xml", calibration())
     assert result.fake_quantize_nodes > 0 and "FakeQuantize" not in result.ops_before
     assert result.calibration_size == CALIBRATION_SIZE
-    logits = openvino_logits(result.xml_path, digits()[2], threads=THREADS, inference_precision=None)
+    logits = artifact_logits(result.xml_path, digits()[2], threads=THREADS, inference_precision="auto")
     agreement, drop = _agreement_and_drop(fp32, logits)
     assert agreement >= 0.97 and drop <= 0.02
 

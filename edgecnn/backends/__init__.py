@@ -51,6 +51,7 @@ class Backend:
     profile_table: str | None = None  # a [table] of backend-specific settings in its profiles
     profile_table_required: bool = False
     note_when_emulated: str = ""  # said when its latency was measured on another CPU than the device's
+    tools: tuple[str, ...] = ()  # distributions whose versions shape its artifacts (recorded in manifests)
     extras: dict[str, Any] = field(default_factory=dict)  # anything else a backend wants to publish
 
     def load_runner_class(self) -> type["Runner"]:

@@ -21,17 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.compare import check_samples
 from edgecnn.errors import BadInputError, CheckFailedError, require
-from edgecnn.compare import (
-    ParityError,
-    ParityResult,
-    Progress,
-    batched,
-    check_samples,
-    compare_logits,
-    enforce,
-    torch_logits,
-)
 
 __all__ = [
     "INPUT_NAME",
@@ -39,13 +30,8 @@ __all__ = [
     "FusionError",
     "OnnxExportError",
     "OnnxExportResult",
-    "ParityError",
-    "ParityResult",
-    "check_parity",
     "export_onnx",
-    "onnx_logits",
     "op_counts",
-    "ort_session",
 ]
 
 INPUT_NAME = "input"
@@ -302,62 +288,3 @@ def _check_io(model, input_shape) -> None:
         raise CheckFailedError(
             f"exported graph takes (C, H, W) = {static}, expected {tuple(input_shape)}"
         )
-
-
-def ort_session(path: str | os.PathLike, *, threads: int | None = None):
-    """An ONNX Runtime CPU session with full graph optimisation and explicit thread count."""
-    ort = require("onnxruntime", "export", "running ONNX models")
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        options.intra_op_num_threads = int(threads)
-        options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def onnx_logits(
-    onnx_path: str | os.PathLike,
-    samples: np.ndarray,
-    *,
-    batch_size: int = 32,
-    threads: int | None = None,
-    progress: Progress | None = None,
-) -> np.ndarray:
-    """ONNX Runtime logits of the model at `onnx_path` on preprocessed NCHW `samples`."""
-    samples = check_samples(samples)
-    session = ort_session(onnx_path, threads=threads)
-    input_name = session.get_inputs()[0].name
-    return batched(
-        lambda batch: session.run(None, {input_name: batch})[0], samples, batch_size, progress
-    )
-
-
-def check_parity(
-    model,
-    onnx_path: str | os.PathLike,
-    samples: np.ndarray,
-    *,
-    min_agreement: float | None = None,
-    max_abs_diff: float | None = None,
-    batch_size: int = 32,
-    threads: int | None = None,
-    reference_logits: np.ndarray | None = None,
-) -> ParityResult:
-    """Compare ONNX Runtime against PyTorch on real `samples`; ParityError below the thresholds.
-
-    `reference_logits` skips re-running PyTorch when the caller already has them (the
-    golden set's logits); then `model` may be None.
-    """
-    samples = check_samples(samples)
-    if reference_logits is None:
-        reference_logits = torch_logits(model, samples, batch_size=batch_size)
-    candidate = onnx_logits(onnx_path, samples, batch_size=batch_size, threads=threads)
-    result = compare_logits(reference_logits, candidate)
-    return enforce(
-        result,
-        what=f"ONNX Runtime on {Path(onnx_path).name}",
-        min_agreement=min_agreement,
-        max_abs_diff=max_abs_diff,
-    )
-

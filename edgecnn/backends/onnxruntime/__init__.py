@@ -15,6 +15,7 @@ BACKEND = register(Backend(
     build="edgecnn.backends.onnxruntime.build:build",
     quantizer="edgecnn.backends.onnxruntime.quantize:quantize_onnx_int8",
     applied_keys=("intra_op_num_threads", "inter_op_num_threads", "graph_optimization_level", "execution_mode"),
+    tools=("onnxruntime",),
     order=10,
     host_target="onnx",
 ))

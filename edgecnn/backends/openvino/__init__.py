@@ -15,6 +15,7 @@ BACKEND = register(Backend(
     build="edgecnn.backends.openvino.build:build",
     quantizer="edgecnn.backends.openvino.quantize:quantize_openvino_int8",
     applied_keys=("INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT", "PERFORMANCE_HINT", "NUM_STREAMS"),
+    tools=("openvino", "nncf"),
     order=20,
     host_target="x86",
 ))

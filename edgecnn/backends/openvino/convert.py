@@ -17,26 +17,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from edgecnn.errors import BadInputError, require
-from edgecnn.compare import (
-    ParityResult,
-    Progress,
-    batched,
-    check_samples,
-    compare_logits,
-    enforce,
-    torch_logits,
-)
 
 __all__ = [
     "PRECISIONS",
     "OpenVinoExportResult",
-    "check_parity",
-    "compile_model",
     "export_openvino",
-    "openvino_logits",
     "ov_op_counts",
     "read_model",
     "save_ir",
@@ -133,84 +119,4 @@ def export_openvino(
         ops=ov_op_counts(model),
         convert_s=convert_s,
         bytes=xml.stat().st_size + bin_.stat().st_size,
-    )
-
-
-def compile_model(
-    xml_path: str | os.PathLike,
-    *,
-    threads: int | None = None,
-    inference_precision: str | None = "f32",
-    performance_hint: str = "LATENCY",
-    batch: int | None = None,
-):
-    """Compile an IR for the CPU plugin with explicit threads and execution precision.
-
-    `inference_precision=None` keeps the plugin's default (bf16 on AMX/AVX-512-bf16 CPUs).
-    `batch` fixes the dynamic batch axis, which lets the plugin pick static-shape kernels.
-    """
-    ov = require("openvino", _EXTRA, "running OpenVINO IR")
-    core = ov.Core()
-    model = core.read_model(str(xml_path))
-    if batch is not None:
-        shape = model.input(0).get_partial_shape()
-        shape[0] = int(batch)
-        model.reshape({model.input(0).get_any_name(): shape})
-    config: dict[str, Any] = {"PERFORMANCE_HINT": performance_hint}
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = int(threads)
-    if inference_precision:
-        config["INFERENCE_PRECISION_HINT"] = inference_precision
-    return core.compile_model(model, "CPU", config)
-
-
-def openvino_logits(
-    xml_path: str | os.PathLike,
-    samples: np.ndarray,
-    *,
-    batch_size: int = 32,
-    threads: int | None = None,
-    inference_precision: str | None = "f32",
-    progress: Progress | None = None,
-) -> np.ndarray:
-    """OpenVINO CPU logits of the IR at `xml_path` on preprocessed NCHW `samples`."""
-    samples = check_samples(samples)
-    compiled = compile_model(xml_path, threads=threads, inference_precision=inference_precision)
-    request = compiled.create_infer_request()
-    output = compiled.output(0)
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        return np.array(request.infer({0: batch})[output], copy=True)
-
-    return batched(run, samples, batch_size, progress)
-
-
-def check_parity(
-    model,
-    xml_path: str | os.PathLike,
-    samples: np.ndarray,
-    *,
-    min_agreement: float | None = None,
-    max_abs_diff: float | None = None,
-    batch_size: int = 32,
-    threads: int | None = None,
-    inference_precision: str | None = "f32",
-    reference_logits: np.ndarray | None = None,
-) -> ParityResult:
-    """Compare OpenVINO against PyTorch on real `samples`; ParityError below the thresholds."""
-    samples = check_samples(samples)
-    if reference_logits is None:
-        reference_logits = torch_logits(model, samples, batch_size=batch_size)
-    candidate = openvino_logits(
-        xml_path,
-        samples,
-        batch_size=batch_size,
-        threads=threads,
-        inference_precision=inference_precision,
-    )
-    return enforce(
-        compare_logits(reference_logits, candidate),
-        what=f"OpenVINO on {Path(xml_path).name}",
-        min_agreement=min_agreement,
-        max_abs_diff=max_abs_diff,
     )

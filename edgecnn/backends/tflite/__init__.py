@@ -17,6 +17,7 @@ BACKEND = register(Backend(
     applied_keys=("num_threads", "api", "xnnpack", "package", "input_layout", "input_dtype"),
     # litert-torch bakes the batch into reshapes: these files run the batch they were built for.
     static_batch=True,
+    tools=("litert-torch", "ai-edge-litert"),
     order=30,
     host_target="arm",
     note_when_emulated="this machine's CPU running the .tflite file, not an ARM board",

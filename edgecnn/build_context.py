@@ -1,0 +1,158 @@
+"""What the export pipeline hands each backend's build step: the request, the model, its samples, and
+the bundle being written (`BuildContext`).
+
+A backend's `build(ctx)` writes its artifacts with `ctx.writer.path(...)` and records each with
+`ctx.add(...)`, which checks it against PyTorch on the golden set through the backend's own Runner:
+the same code that runs it on the device.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgecnn.bundle import BundleWriter, artifact_entry
+from edgecnn.profiles import DeviceProfile
+
+# Export-time parity gates. fp32/fp16 must reproduce PyTorch; int8 is only refused here when it
+# is plainly broken (verify holds the real accuracy gate, with thresholds the user can set).
+EXPORT_MIN_AGREEMENT = {"fp32": 0.995, "fp16": 0.98, "int8": 0.80}
+PARITY_BATCH = 32
+DEFAULT_CALIB_SIZE = 300
+DEFAULT_GOLDEN_SIZE = 300
+
+Stage = Callable[[str], None]
+
+
+@dataclass
+class ExportRequest:
+    """What the user asked `edgecnn export` for."""
+
+    source: str  # zoo name or checkpoint path
+    target: str  # device profile name or a .toml path
+    out: Path
+    precision: str | None = None  # default: the profile's
+    force: bool = False
+    weights: str | None = None  # zoo name only: imagenet | random | FILE
+    state_dict: str | None = None  # zoo name only: a torchvision-style state dict
+    calib_data: str | None = None  # data SPEC, or "noise"
+    calib_size: int = DEFAULT_CALIB_SIZE
+    calib_method: str = "minmax"
+    data_root: str | None = None
+    golden_size: int = DEFAULT_GOLDEN_SIZE
+    input_size: int | None = None  # zoo name only: override the default input side
+    seed: int = 0
+    # TFLite int8: "full-integer" (int8 compute, fastest on ai-edge-litert) or "weight-only"
+    # (int8 weights, float compute: the one int8 file tflite-runtime 2.14 runs at full speed).
+    tflite_int8_scheme: str = "full-integer"
+
+
+@dataclass
+class ModelData:
+    """Real (or, when asked, noise) samples brought to the model's input and preprocessing."""
+
+    calibration: np.ndarray | None  # NCHW float32, None when no data was available
+    calibration_source: str | None
+    golden_inputs: np.ndarray
+    golden_labels: np.ndarray  # -1 where labels mean nothing for this model
+    golden_source: str
+    labels_meaningful: bool
+    warnings: list[str] = field(default_factory=list)
+
+
+
+@dataclass
+class BuildContext:
+    loaded: Any
+    preprocess: Any
+    profile: DeviceProfile
+    precision: str
+    request: ExportRequest
+    data: ModelData
+    reference: np.ndarray
+    writer: BundleWriter
+    scratch: Path
+    stage: Stage
+    warnings: list[str]
+    entries: list = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)
+    fusion: dict = field(default_factory=dict)
+    next_steps: list[str] = field(default_factory=list)
+    calibration_details: dict = field(default_factory=dict)
+    extra_manifest: dict = field(default_factory=dict)  # runtime-specific manifest sections
+    deferred: list = field(default_factory=list)  # run on the finished bundle folder
+
+    @property
+    def precisions(self) -> list[str]:
+        """fp32 always, plus the requested precision."""
+        return ["fp32"] if self.precision == "fp32" else ["fp32", self.precision]
+
+    @property
+    def input_record(self) -> dict:
+        return {"shape": list(self.preprocess.input_shape), "layout": "NCHW", "dtype": "float32"}
+
+    def calibration_record(self) -> dict | None:
+        if self.precision != "int8":
+            return None
+        return {"source": self.data.calibration_source, "samples": int(len(self.data.calibration)),
+                "method": self.request.calib_method, **self.calibration_details}
+
+    def onnx_fp32(self, path: Path):
+        """Export the fp32 ONNX graph (BN folded, slimmed) and record the fusion report."""
+        from edgecnn.export.onnx import export_onnx
+
+        self.stage("exporting ONNX (fold BatchNorm, slim)")
+        result = export_onnx(self.loaded.model, self.preprocess.input_shape, path, opset=self.profile.opset,
+                             sample=self.data.golden_inputs[:2])
+        self.fusion = {
+            "batchnorm_modules_folded": result.batchnorm_modules,
+            "nodes_before": result.node_count_before,
+            "nodes_after": result.node_count_after,
+            "batchnorm_nodes_after": result.nodes_after.get("BatchNormalization", 0),
+            "ops_after": result.nodes_after,
+            "opset": result.opset,
+        }
+        return result
+
+    def add(self, files: list[Path], *, format: str, runtime: str, precision: str, seconds: float,
+            batch: Any = "dynamic", check: bool = True, **extra: Any) -> None:
+        """Record an artifact, after running it through its Runner on the golden set against PyTorch."""
+        parity = self._parity(files[0], what=f"{format} {precision} artifact", runtime=runtime, precision=precision,
+                              batch=batch) if check else None
+        entry = artifact_entry(self.writer.root, files, format=format, runtime=runtime, precision=precision,
+                               input={**self.input_record, "batch": batch},
+                               export_seconds=round(seconds, 3), parity=parity, **extra)
+        self.entries.append(entry)
+        self.rows.append({"artifact": entry.path, "format": format, "runtime": runtime, "precision": precision,
+                          "bytes": entry.total_bytes, "export_s": round(seconds, 2), "parity": parity})
+
+    def _parity(self, path: Path, *, what: str, runtime: str, precision: str, batch: Any) -> dict:
+        from edgecnn.backends.infer import run_logits
+        from edgecnn.compare import compare_logits, enforce, top1
+
+        self.stage(f"checking {what} against PyTorch on {len(self.reference)} samples")
+        candidate, _ = run_logits(runtime, path, self.data.golden_inputs, threads=None,
+                                  batch=batch if isinstance(batch, int) else PARITY_BATCH,
+                                  options={"input_shape": list(self.preprocess.input_shape)})
+        result = compare_logits(self.reference, candidate)
+        parity = result.to_dict()
+        if self.data.labels_meaningful:
+            parity["top1"] = top1(candidate, self.data.golden_labels)
+            parity["reference_top1"] = top1(self.reference, self.data.golden_labels)
+            parity["drop"] = parity["reference_top1"] - parity["top1"]
+        # Random weights give near-tied logits, so int8 top-1 agreement there is noise: recorded,
+        # not gated (the manifest says accuracy means nothing).
+        if self.loaded.accuracy_meaningful or precision != "int8":
+            enforce(result, what=what, min_agreement=EXPORT_MIN_AGREEMENT[precision])
+        return parity
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """(fn(), seconds it took)."""
+    started = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - started
