@@ -5,7 +5,7 @@
     python benchmarks/tflite_runtimes.py --per-op             # + where the time goes, op by op
     python benchmarks/tflite_runtimes.py --tflite-runtime-python /tmp/tflrt/bin/python
 
-Files come from `edgecnn.export.tflite.export_tflite` (random weights: speed only; int8
+Files come from `edgecnn.backends.tflite.convert.export_tflite` (random weights: speed only; int8
 calibrated on 32 upsampled scikit-learn digits), kept in --workdir and reused when present.
 tflite-runtime cannot share a process with ai-edge-litert (both register the same TFLite
 symbols), so each runtime times the files in its own Python: this one for ai-edge-litert, and
@@ -121,7 +121,7 @@ def export_files(model_name: str, size: int, variants: list[str], workdir: Path)
     """variant -> .tflite path, exported unless already in `workdir`."""
     import torch
 
-    from edgecnn.export.tflite import export_tflite
+    from edgecnn.backends.tflite.convert import export_tflite
     from edgecnn.zoo.registry import build_model
 
     torch.manual_seed(0)
@@ -155,12 +155,12 @@ def split_ops(path: Path, folder: Path) -> list[tuple[str, Path]]:
     """One .tflite per operator of `path` (main subgraph): (op name, file) in graph order."""
     import flatbuffers
 
-    from edgecnn.export.tflite import _enum_names, _schema
+    from edgecnn.backends.tflite.flatbuffer import enum_names, schema as tflite_schema
 
-    schema = _schema()
+    schema = tflite_schema()
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(path.read_bytes(), 0))
     graph = model.subgraphs[0]
-    op_names = _enum_names(schema.BuiltinOperator)
+    op_names = enum_names(schema.BuiltinOperator)
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for index, op in enumerate(graph.operators):

@@ -7,8 +7,8 @@ test top-1 in at most 3 minutes on a 2-core CPU machine (lenet5 too, to >= 97 %)
     python benchmarks/train_digits.py mobilenet_v2 --epochs 10 15 20 --seeds 0 1 2
     python benchmarks/train_digits.py --json runs/bench/train_digits.json
 
-With the MODEL_RECIPE in edgecnn/train.py (per-model epochs; SqueezeNet's head init, no dropout,
-AdamW 1e-3), measured once on the shared 2-core machine, load average 3.5, 1 thread, seed 0
+With the recipes registered with the models (`recipe=` in edgecnn/zoo/torchvision_models.py:
+per-model epochs; SqueezeNet's head init, no dropout, AdamW 1e-3), measured once on the shared 2-core machine, load average 3.5, 1 thread, seed 0
 (every row >= 97 % and <= 180 s):
 
     model               epochs  test top-1  CPU s  wall s
@@ -18,7 +18,7 @@ AdamW 1e-3), measured once on the shared 2-core machine, load average 3.5, 1 thr
     resnet18                10     99.63 %    162     168
     lenet5                  30     98.89 %     46      48
 
-Before the recipe, squeezenet1_1 collapsed to 10 % (every class dead, see MODEL_RECIPE), and 30
+Before the recipe, squeezenet1_1 collapsed to 10 % (every class dead, see the recipe comment in edgecnn/zoo/torchvision_models.py), and 30
 epochs of mobilenet_v2 / resnet18 took well over 3 minutes (10 epochs: 106 / 210 CPU s).
 
 Each (model, epochs, seed) is one full `edgecnn.train.train` run, exactly what `edgecnn train NAME
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", default=list(DEFAULT_MODELS))
     parser.add_argument("--epochs", type=int, nargs="*", default=[None],
-                        help="epoch counts to try [default: the model's MODEL_RECIPE epochs, else 30]")
+                        help="epoch counts to try [default: the model's registered recipe epochs, else 30]")
     parser.add_argument("--seeds", type=int, nargs="*", default=[0])
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)

@@ -131,7 +131,7 @@ class BuildContext:
                           "bytes": entry.total_bytes, "export_s": round(seconds, 2), "parity": parity})
 
     def _parity(self, path: Path, *, what: str, runtime: str, precision: str, batch: Any) -> dict:
-        from edgecnn.backends.infer import run_logits
+        from edgecnn.inference import run_logits
         from edgecnn.compare import compare_logits, enforce, top1
 
         self.stage(f"checking {what} against PyTorch on {len(self.reference)} samples")

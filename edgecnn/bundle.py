@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import glob
 import os
 import shutil
 import tempfile
@@ -256,6 +257,31 @@ def write_golden(path: Path, inputs: np.ndarray, labels: np.ndarray, logits: np.
              logits=logits.astype(np.float32))
 
 
+_STAGING_TAGS = ("staging", "scratch", "old")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def reap_stale_staging(out: Path) -> list[Path]:
+    """Remove the staging folders a killed export of `out` left beside it (their process is gone)."""
+    removed = []
+    for candidate in out.parent.glob(f".{glob.escape(out.name)}.*-*-*"):
+        tag, _, rest = candidate.name[len(out.name) + 2:].partition("-")
+        pid = rest.split("-", 1)[0]
+        if tag in _STAGING_TAGS and pid.isdigit() and candidate.is_dir() and not _process_alive(int(pid)):
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+    return removed
+
+
 class BundleWriter:
     """Build a bundle in a temporary folder beside `out`, then move it into place in one rename.
 
@@ -274,10 +300,14 @@ class BundleWriter:
 
     def __enter__(self) -> "BundleWriter":
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.root = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", dir=self.out.parent))
+        reap_stale_staging(self.out)
+        # The PID in the name lets a later run tell a dead export's leftovers from a live one's.
+        self.root = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.staging-{os.getpid()}-", dir=self.out.parent))
+        self.scratch = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.scratch-{os.getpid()}-", dir=self.out.parent))
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        shutil.rmtree(self.scratch, ignore_errors=True)
         if exc_type is not None and self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
 
@@ -296,7 +326,7 @@ class BundleWriter:
             if not self.force:
                 raise BadInputError(f"{self.out} appeared while exporting: pass --force to replace it")
             # Move the old bundle aside first so a failure between the two renames loses nothing.
-            old = self.out.with_name(f".{self.out.name}.old.{os.getpid()}")
+            old = self.out.with_name(f".{self.out.name}.old-{os.getpid()}-0")
             os.replace(self.out, old)
             os.replace(self.root, self.out)
             shutil.rmtree(old, ignore_errors=True)

@@ -51,3 +51,39 @@ def require(module: str, extra: str, purpose: str = ""):
         return importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise MissingDependencyError(module, extra, purpose) from exc
+
+
+class DiskFullError(EdgecnnError):
+    """A write failed because the disk is full (exit 2: free space, or write somewhere else)."""
+
+
+def disk_full_cause(exc: BaseException) -> OSError | None:
+    """The ENOSPC OSError behind `exc` (itself, its cause or context chain), if there is one."""
+    import errno
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno == errno.ENOSPC:
+            return current
+        if "No space left on device" in str(current):
+            return current if isinstance(current, OSError) else OSError(errno.ENOSPC, str(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def disk_full_error(cause: OSError, where: str | None = None) -> DiskFullError:
+    """One line saying the disk is full, where, and how much is free there."""
+    import os
+    import shutil
+
+    place = where or cause.filename or os.getcwd()
+    folder = str(place)
+    while folder and not os.path.isdir(folder):
+        folder = os.path.dirname(folder)
+    try:
+        free = f"{shutil.disk_usage(folder or '.').free / 2**20:.0f} MiB free there now"
+    except OSError:
+        free = "free space unknown"
+    return DiskFullError(f"no space left on device writing {place} ({free}): free some space or write elsewhere (--out)")

@@ -17,7 +17,6 @@ show what the precision bought and cost side by side.
 from __future__ import annotations
 
 import platform
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -103,10 +102,10 @@ def export_bundle(request: ExportRequest, stage: Stage | None = None) -> ExportR
     reference = torch_logits(loaded.model, data.golden_inputs)
     golden_top1 = top1(reference, data.golden_labels) if data.labels_meaningful else None
 
-    with writer, tempfile.TemporaryDirectory(prefix="edgecnn-export-") as scratch:
+    with writer:
         context = BuildContext(loaded=loaded, preprocess=preprocess, profile=profile, precision=precision,
                            request=request, data=data, reference=reference, writer=writer,
-                           scratch=Path(scratch), stage=stage, warnings=warnings)
+                           scratch=writer.scratch, stage=stage, warnings=warnings)
         profile.backend.build_step()(context)
 
         write_golden(writer.path(GOLDEN_NAME), data.golden_inputs, data.golden_labels, reference)
@@ -174,25 +173,6 @@ def tool_versions() -> dict[str, str | None]:
 
 
 # --- to be removed: moving to the TFLite and TensorRT backends' build.py ---
-
-
-def _build_tflite(ctx: BuildContext) -> None:
-    from edgecnn.export.tflite import export_tflite, tflite_logits
-
-    for precision in ctx.precisions:
-        path = ctx.writer.path(f"tflite/model.{precision}.tflite")
-        ctx.stage(f"converting to TFLite with litert-torch ({precision})")
-        result = export_tflite(ctx.loaded.model, ctx.preprocess.input_shape, path, precision=precision,
-                               calibration=ctx.data.calibration if precision == "int8" else None,
-                               **({"int8_scheme": ctx.request.tflite_int8_scheme} if precision == "int8" else {}))
-        for warning in result.warnings:
-            if warning not in ctx.warnings:
-                ctx.warnings.append(warning)
-        ctx.add([path], format="tflite", runtime="tflite", precision=precision, seconds=result.export_s,
-                logits_of=lambda path=path: tflite_logits(path, ctx.data.golden_inputs),
-                batch=result.batch_size, quantization=result.quantization, ops=result.op_counts)
-    if not ctx.fusion:
-        ctx.fusion = {"note": "TFLite conversion folds BatchNorm inside litert-torch"}
 
 
 def _build_tensorrt(ctx: BuildContext) -> None:

@@ -19,7 +19,6 @@ artifact in a clean process anyway, and this keeps the host's torch out of those
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 import subprocess
@@ -29,11 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from edgecnn.atomic import read_json
 from edgecnn.errors import BadInputError, CheckFailedError
 
-# Targets this machine can build, with the SDK each needs on the host.
-HOST_TARGETS = (("onnx", "onnxruntime"), ("x86", "openvino"), ("arm", "litert_torch"))
-DEVICE_TARGETS = (("jetson", "onnxruntime"),)  # engine built on the device
 BENCH_WARMUP = 10
 BENCH_MIN_TIME_S = 1.0
 
@@ -64,13 +61,35 @@ class QuickstartResult:
 
 def available_targets() -> tuple[list[str], list[str]]:
     """(targets this machine can build, targets skipped with the reason)."""
+    from edgecnn.backends import backends
+
     chosen, skipped = [], []
-    for target, module in (*HOST_TARGETS, *DEVICE_TARGETS):
-        if importlib.util.find_spec(module) is None:
-            skipped.append(f"{target} (needs {module})")
+    for backend in backends(deploy_only=True):
+        if not backend.host_target:
+            continue
+        missing = [m for m in backend.build_modules if importlib.util.find_spec(m) is None]
+        if missing:
+            skipped.append(f"{backend.host_target} (needs {', '.join(missing)})")
         else:
-            chosen.append(target)
+            chosen.append(backend.host_target)
     return chosen, skipped
+
+
+def _precision_for(target: str, wanted: str) -> str:
+    """`wanted` where the target runs it, else the lowest precision it does run (not every runtime has int8)."""
+    from edgecnn.profiles import PRECISIONS, load_profile
+
+    supported = load_profile(target).precisions
+    if wanted in supported:
+        return wanted
+    return next(p for p in reversed(PRECISIONS) if p in supported)
+
+
+def _built_on_device(target: str) -> bool:
+    """Whether the target's final artifact is built (and so benchmarked) on the device itself."""
+    from edgecnn.profiles import load_profile
+
+    return load_profile(target).backend.built_on_device
 
 
 def run_quickstart(settings: QuickstartSettings, step: Callable[[str], None] | None = None) -> QuickstartResult:
@@ -107,10 +126,11 @@ def run_quickstart(settings: QuickstartSettings, step: Callable[[str], None] | N
 
     bundles: dict[str, Path] = {}
     for index, target in enumerate(targets, 1):
-        step(f"2/5 exporting {target} ({index}/{len(targets)}): fp32 + {settings.precision}")
+        precision = _precision_for(target, settings.precision)
+        step(f"2/5 exporting {target} ({index}/{len(targets)}): fp32 + {precision}")
         out = run_dir / "bundles" / target
         report = export_bundle(ExportRequest(source=str(checkpoint), target=target, out=out,
-                                             precision=settings.precision, data_root=settings.data_root,
+                                             precision=precision, data_root=settings.data_root,
                                              seed=settings.seed), stage=lambda message: None)
         bundles[target] = report.bundle.root
         for line in report.warnings:
@@ -135,7 +155,7 @@ def run_quickstart(settings: QuickstartSettings, step: Callable[[str], None] | N
     if settings.threads:
         common += ["--threads", str(settings.threads)]
     for target, bundle in bundles.items():
-        if target in dict(DEVICE_TARGETS):
+        if _built_on_device(target):
             continue  # its engine is built and benchmarked on the device
         step(f"4/5 benchmarking {target}")
         payload, _ = _run_json(["bench", str(bundle), *common], run_dir / "bench" / f"{target}.json")
@@ -183,10 +203,10 @@ def _run_json(args: list[str], json_path: Path) -> tuple[dict, int]:
     if done.returncode not in (0, 1) or not json_path.is_file():
         last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise CheckFailedError(f"`edgecnn {' '.join(args[:2])}` failed (exit {done.returncode}): {last}")
-    return json.loads(json_path.read_text()), done.returncode
+    return read_json(json_path, what=f"`edgecnn {args[0]}` output"), done.returncode
 
 
 def _write(path: Path, payload) -> Path:
-    from edgecnn.cli._common import write_json
+    from edgecnn.atomic import write_json_atomic
 
-    return write_json(path, payload)
+    return write_json_atomic(path, payload)

@@ -131,9 +131,10 @@ def make_bundle(dest: Path, formats=("onnx", "openvino", "tflite"), *, target: s
     as the manifest's model.checkpoint (what `--baseline torch` runs).
     """
     from edgecnn.bundle import BundleWriter, artifact_entry
-    from edgecnn.profiles import FORMAT_OF_RUNTIME, load_profile
+    from edgecnn.backends import backends
+    from edgecnn.profiles import load_profile
 
-    runtime_of_format = {fmt: rt for rt, fmt in FORMAT_OF_RUNTIME.items()}
+    runtime_of_format = {b.format: b.name for b in backends(deploy_only=True)}
     if artifacts is None:
         artifacts = [(fmt, "fp32", _FORMATS[fmt][2](_FORMATS[fmt][1]())) for fmt in formats]
     input_spec = {"shape": list(input_shape), "layout": "NCHW", "dtype": "float32", "batch": None}

@@ -193,6 +193,26 @@ def test_bad_inputs_exit_2_with_one_line(bundle, tmp_path, cli):
     assert result.exit_code == 2 and "is not a bundle" in _error_line(result)
 
 
+def test_unwritable_output_paths_exit_2_before_any_work(bundle, tmp_path, cli, monkeypatch):
+    """--json/--plot under a regular file (unwritable even as root) fail first, naming the path."""
+    import edgecnn.bench
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("bench started work before checking its output paths")
+
+    monkeypatch.setattr(edgecnn.bench, "targets_from_path", no_work)
+    monkeypatch.setattr(edgecnn.bench, "run_benchmark", no_work)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    for option, name in (("--json", "x.json"), ("--plot", "x.png")):
+        wanted = blocker / "sub" / name
+        result = cli("bench", str(bundle), *FAST, option, str(wanted))
+        assert result.exit_code == 2, result.output
+        line = _error_line(result)
+        assert option in line and str(wanted) in line
+        assert not wanted.exists()
+
+
 def test_tampered_artifact_is_refused(tmp_path, cli):
     bundle = make_bundle(tmp_path / "b", formats=("onnx",))
     artifact = bundle / "onnx" / "tiny.onnx"

@@ -147,7 +147,7 @@ def test_batchnorm_is_folded_for_a_bn_network(cli, tmp_path):
 
 
 def test_parity_failure_raises_and_leaves_no_bundle(cli, lenet_checkpoint, tmp_path, monkeypatch):
-    import edgecnn.backends.infer as infer
+    import edgecnn.inference as infer
 
     real = infer.run_logits
 

@@ -15,8 +15,8 @@ pytest.importorskip("onnxruntime")
 from export_helpers import INPUT_SHAPE, digits, tiny_cnn, trained_tiny_cnn  # noqa: E402
 
 from edgecnn.errors import BadInputError, CheckFailedError  # noqa: E402
-from edgecnn.backends.infer import artifact_logits  # noqa: E402
-from edgecnn.backends.infer import check_parity  # noqa: E402
+from edgecnn.inference import artifact_logits  # noqa: E402
+from edgecnn.inference import check_parity  # noqa: E402
 from edgecnn.compare import ParityError  # noqa: E402
 from edgecnn.export.onnx import FusionError, export_onnx  # noqa: E402
 

@@ -17,21 +17,30 @@ pytest.importorskip("ai_edge_litert")
 
 from torch import nn  # noqa: E402
 
+from edgecnn.backends import get_runner  # noqa: E402
+from edgecnn.backends.tflite.compat import graph_compatibility, tflite_compatibility  # noqa: E402
+from edgecnn.backends.tflite.convert import export_tflite  # noqa: E402
+from edgecnn.backends.tflite.flatbuffer import TfliteGraph, TfliteOp, describe_tflite  # noqa: E402
+from edgecnn.backends.torch.reference import torch_logits  # noqa: E402
+from edgecnn.compare import ParityError, compare_logits, enforce  # noqa: E402
 from edgecnn.errors import BadInputError, CheckFailedError  # noqa: E402
-from edgecnn.compare import ParityError  # noqa: E402
-from edgecnn.export.tflite import (  # noqa: E402
-    TfliteGraph,
-    TfliteOp,
-    check_parity,
-    describe_tflite,
-    export_tflite,
-    tflite_compatibility,
-    tflite_logits,
-)
 
 from export_helpers import INPUT_SHAPE, accuracy, digits  # noqa: E402
 
 CALIBRATION_SIZE = 200
+
+
+def tflite_logits(path, samples: np.ndarray) -> np.ndarray:
+    """Logits through the TFLite Runner, the one inference path (split and padded at the file's batch)."""
+    with get_runner("tflite").load(path, batch=1) as runner:
+        return runner.run(samples)
+
+
+def check_parity(model, path, samples, *, min_agreement=None, max_abs_diff=None, reference_logits=None):
+    """The Runner's logits against PyTorch's (or `reference_logits`); ParityError below the thresholds."""
+    reference = torch_logits(model, samples) if reference_logits is None else reference_logits
+    return enforce(compare_logits(reference, tflite_logits(path, samples)), what=f"TFLite on {path.name}",
+                   min_agreement=min_agreement, max_abs_diff=max_abs_diff)
 
 
 class TinyResidual(nn.Module):
@@ -212,9 +221,7 @@ def test_compatibility_names_operators_2_14_cannot_load():
         ops=(op(0, "CONV_2D", 8), op(1, "STABLEHLO_COMPOSITE"), op(2, "ADD")),
         weights=(), inputs=(), outputs=(),
     )
-    from edgecnn.export.tflite import _compatibility
-
-    (message,) = _compatibility(graph, "m.tflite")
+    (message,) = graph_compatibility(graph, "m.tflite")
     assert "does not load on tflite-runtime 2.14" in message
     assert "STABLEHLO_COMPOSITE" in message and "CONV_2D v8 (2.14 has up to v7)" in message
     assert "ADD" not in message.split("(", 1)[1].split(";")[0]

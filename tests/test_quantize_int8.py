@@ -14,7 +14,7 @@ from onnx import numpy_helper  # noqa: E402
 from export_helpers import INPUT_SHAPE, accuracy, digits, trained_tiny_cnn  # noqa: E402
 
 from edgecnn.errors import BadInputError  # noqa: E402
-from edgecnn.backends.infer import artifact_logits  # noqa: E402
+from edgecnn.inference import artifact_logits  # noqa: E402
 from edgecnn.export.onnx import export_onnx  # noqa: E402
 from edgecnn.backends.torch.reference import torch_logits  # noqa: E402
 from edgecnn.compare import compare_logits  # noqa: E402
@@ -175,7 +175,7 @@ def openvino_fp32(fp32):
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_openvino_ir_loads_and_agrees(fp32, openvino_fp32, precision, tmp_path):
-    from edgecnn.backends.infer import check_parity
+    from edgecnn.inference import check_parity
     from edgecnn.backends.openvino.convert import export_openvino
 
     model, onnx_path, reference, _ = fp32

@@ -23,7 +23,14 @@ from onnx import numpy_helper  # noqa: E402
 from torch import nn  # noqa: E402
 
 from edgecnn.errors import BadInputError  # noqa: E402
-from edgecnn.export import tensorrt as trt_export  # noqa: E402
+from edgecnn.backends.tensorrt.bundle_parts import (  # noqa: E402
+    BUILD_SCRIPT_NAME, prepare_tensorrt_bundle, write_build_script,
+)
+from edgecnn.backends.tensorrt.engine import adoptable_engine, build_engine, register_engines  # noqa: E402
+from edgecnn.backends.tensorrt.plans import TIMING_CACHE, EnginePlan, plan_engines  # noqa: E402
+from edgecnn.backends.tensorrt.provenance import parse_trt_version  # noqa: E402
+from edgecnn.backends.tensorrt.qdq_check import check_tensorrt_qdq  # noqa: E402
+from edgecnn.backends.tensorrt.quantize import quantize_qdq_int8  # noqa: E402
 from edgecnn.profiles import load_profile  # noqa: E402
 from export_helpers import accuracy, digits  # noqa: E402
 
@@ -83,7 +90,8 @@ def trained_resnet() -> nn.Module:
 def bundle(tmp_path_factory):
     """A complete host-side TensorRT bundle for `jetson`: fp32 ONNX, fp16 graph, Q/DQ int8, golden set."""
     from edgecnn.bundle import BundleWriter, artifact_entry, file_sha256, write_golden
-    from edgecnn.export.onnx import export_onnx, onnx_logits
+    from edgecnn.inference import artifact_logits as onnx_logits
+    from edgecnn.export.onnx import export_onnx
 
     train_x, _, test_x, test_y = digits()
     profile = load_profile("jetson")
@@ -92,8 +100,8 @@ def bundle(tmp_path_factory):
         fp32 = writer.path("onnx/model.fp32.onnx")
         export_onnx(trained_resnet(), (3, 32, 32), fp32, opset=profile.opset)
         calibration = train_x[np.random.default_rng(0).choice(len(train_x), 256, replace=False)]
-        parts = trt_export.prepare_tensorrt_bundle(writer.root, fp32, profile, input_spec=INPUT_SPEC,
-                                                   model_name="tiny-resnet", calibration_batches=calibration)
+        parts = prepare_tensorrt_bundle(writer.root, fp32, profile, input_spec=INPUT_SPEC,
+                                        model_name="tiny-resnet", calibration_batches=calibration)
         golden = writer.path("golden.npz")
         write_golden(golden, test_x[:64], test_y[:64], onnx_logits(fp32, test_x[:64], threads=1))
         entries = [artifact_entry(writer.root, [fp32], format="onnx", runtime="onnxruntime", precision="fp32",
@@ -122,7 +130,7 @@ def _graph(path):
 def test_qdq_model_follows_tensorrt_rules(bundle):
     quant = bundle["parts"].quantization
     assert quant.backend == "onnxruntime" and quant.problems == []
-    assert trt_export.check_tensorrt_qdq(bundle["qdq"]) == []
+    assert check_tensorrt_qdq(bundle["qdq"]) == []
     model, inits, producers = _graph(bundle["qdq"])
     qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     assert qdq, "no Q/DQ nodes"
@@ -166,11 +174,11 @@ def test_qdq_checker_finds_each_broken_rule(bundle, tmp_path):
     scale.CopyFrom(numpy_helper.from_array(np.array(0.01, dtype=np.float32), scale.name))
     broken = tmp_path / "broken.onnx"
     onnx.save(model, str(broken))
-    problems = " | ".join(trt_export.check_tensorrt_qdq(broken))
+    problems = " | ".join(check_tensorrt_qdq(broken))
     assert "zero point is not 0" in problems
     assert "per-tensor; TensorRT wants one per output channel" in problems
     # the fp32 model is no Q/DQ model at all: every conv runs in float
-    problems = trt_export.check_tensorrt_qdq(bundle["fp32"])
+    problems = check_tensorrt_qdq(bundle["fp32"])
     assert any("no QuantizeLinear" in p for p in problems)
     assert sum("not fed by DequantizeLinear" in p for p in problems) >= 4
 
@@ -181,13 +189,13 @@ def test_ort_symmetric_qdq_is_fixed_for_tensorrt(bundle, tmp_path):
 
     train_x = digits()[0][:32]
     raw = quantize_onnx_int8(bundle["fp32"], tmp_path / "raw.onnx", train_x, symmetric=True).path
-    problems = trt_export.check_tensorrt_qdq(raw)
+    problems = check_tensorrt_qdq(raw)
     assert any("stops TensorRT fusing" in p for p in problems)
     assert any("comes out of DequantizeLinear" in p for p in problems)
 
 
 def test_qdq_model_keeps_accuracy_in_onnxruntime(bundle):
-    from edgecnn.export.onnx import onnx_logits
+    from edgecnn.inference import artifact_logits as onnx_logits
 
     x, y = bundle["test_x"], bundle["test_y"]
     fp32 = accuracy(onnx_logits(bundle["fp32"], x, threads=1), y)
@@ -198,7 +206,7 @@ def test_qdq_model_keeps_accuracy_in_onnxruntime(bundle):
 
 
 def test_fp16_graph_keeps_float32_io_and_agrees(bundle):
-    from edgecnn.export.onnx import onnx_logits
+    from edgecnn.inference import artifact_logits as onnx_logits
 
     model = onnx.load(str(bundle["fp16"]))
     assert [i.type.tensor_type.elem_type for i in model.graph.input] == [onnx.TensorProto.FLOAT]
@@ -214,9 +222,9 @@ def test_fp16_graph_keeps_float32_io_and_agrees(bundle):
 def test_quantize_refuses_bad_arguments(bundle, tmp_path):
     x = digits()[0][:8]
     with pytest.raises(BadInputError, match="calibration method"):
-        trt_export.quantize_for_tensorrt(bundle["fp32"], tmp_path / "q.onnx", x, method="mse")
+        quantize_qdq_int8(bundle["fp32"], tmp_path / "q.onnx", x, method="mse")
     with pytest.raises(BadInputError, match="not found"):
-        trt_export.quantize_for_tensorrt(tmp_path / "missing.onnx", tmp_path / "q.onnx", x)
+        quantize_qdq_int8(tmp_path / "missing.onnx", tmp_path / "q.onnx", x)
 
 
 # --- the host-side bundle ------------------------------------------------------------------------------
@@ -234,7 +242,7 @@ def test_bundle_has_plans_script_and_readme(bundle):
     assert manifest["tensorrt"]["batch"] == {"min": 1, "opt": 1, "max": 8}
     formats = {(a["format"], a["precision"]) for a in manifest["artifacts"]}
     assert formats == {("onnx", "fp32"), ("onnx", "fp16"), ("onnx", "int8")}
-    script = root / trt_export.BUILD_SCRIPT_NAME
+    script = root / BUILD_SCRIPT_NAME
     assert script.stat().st_mode & stat.S_IXUSR
     readme = (root / "README.md").read_text()
     assert "scp -r resnet-jetson " in readme  # the final folder name, not the writer's temporary one
@@ -251,10 +259,10 @@ def test_nano_bundle_plans_fp16_only_and_refuses_int8(bundle):
 
     nano = load_profile("jetson-nano")
     artifacts = load_bundle(bundle["root"]).artifacts
-    plans = trt_export.plan_engines(artifacts, nano)
+    plans = plan_engines(artifacts, nano)
     assert [p.precision for p in plans] == ["fp16"]
     with pytest.raises(BadInputError, match="Maxwell"):
-        trt_export.plan_engines(artifacts, nano, precisions=["int8"])
+        plan_engines(artifacts, nano, precisions=["int8"])
 
 
 # --- build_engine.sh, per TensorRT version -------------------------------------------------------------
@@ -325,8 +333,8 @@ def test_build_script_dla_and_precision_filter(bundle, tmp_path):
     from edgecnn.bundle import load_bundle
 
     agx = load_profile("jetson-agx-orin")
-    plans = trt_export.plan_engines(load_bundle(root).artifacts, agx, precisions=["int8", "fp32"])
-    trt_export.write_build_script(root, plans, agx)
+    plans = plan_engines(load_bundle(root).artifacts, agx, precisions=["int8", "fp32"])
+    write_build_script(root, plans, agx)
     result = _run_script(root, "10.3.0", "--dla-core", "1")
     assert result.returncode == 0, result.stderr
     commands = _commands(result.stdout)
@@ -346,9 +354,9 @@ def test_build_script_dla_and_precision_filter(bundle, tmp_path):
 def test_build_script_refuses_fp16_on_tensorrt_11_without_fp16_graph(bundle, tmp_path):
     root = tmp_path / "old"
     shutil.copytree(bundle["root"], root)
-    plan = trt_export.EnginePlan("fp16", "onnx/model.fp32.onnx", "tensorrt/model.fp16.engine",
-                                 input_shape=(3, 32, 32))
-    trt_export.write_build_script(root, [plan], load_profile("jetson"))
+    plan = EnginePlan("fp16", "onnx/model.fp32.onnx", "tensorrt/model.fp16.engine",
+                      input_shape=(3, 32, 32))
+    write_build_script(root, [plan], load_profile("jetson"))
     result = _run_script(root, "11.0.0")
     assert result.returncode == 2 and "no fp16 ONNX" in result.stderr
     assert _run_script(root, "10.3.0").returncode == 0  # 10.x still has the builder flag
@@ -387,8 +395,8 @@ def test_build_script_detects_version_and_builds_with_trtexec(bundle, tmp_path):
     assert provenance["source_sha256"] == file_sha256(root / "onnx/model.int8.qdq.onnx")
     # An engine built here from the same ONNX is adopted, one built by another TensorRT is not.
     sources = [root / "onnx/model.int8.qdq.onnx"]
-    assert trt_export.adoptable_engine(engine, sources, {"tensorrt": "10.3.0.30"}) is not None
-    assert trt_export.adoptable_engine(engine, sources, {"tensorrt": "8.6.1"}) is None
+    assert adoptable_engine(engine, sources, {"tensorrt": "10.3.0.30"}) is not None
+    assert adoptable_engine(engine, sources, {"tensorrt": "8.6.1"}) is None
     again = _run_script(root, None, "--precision", "int8", env={"TRTEXEC": str(trtexec)}, dry=False)
     assert "exists: keeping it" in again.stdout
 
@@ -424,10 +432,10 @@ def test_edgecnn_build_registers_a_trtexec_engine(bundle, tmp_path, cli, monkeyp
 
 
 def test_trtexec_banner_and_package_versions_parse():
-    assert trt_export.parse_trt_version("v8502") == (8, 5, 2)
-    assert trt_export.parse_trt_version("v100300") == (10, 3, 0)
-    assert trt_export.parse_trt_version("10.3.0.30-1+cuda12.5") == (10, 3, 0)
-    assert trt_export.parse_trt_version("11.1") == (11, 1, 0)
+    assert parse_trt_version("v8502") == (8, 5, 2)
+    assert parse_trt_version("v100300") == (10, 3, 0)
+    assert parse_trt_version("10.3.0.30-1+cuda12.5") == (10, 3, 0)
+    assert parse_trt_version("11.1") == (11, 1, 0)
 
 
 # --- profiles ---------------------------------------------------------------------------------------
@@ -458,7 +466,7 @@ def test_tensorrt_profiles():
 
 
 def test_engine_from_another_tensorrt_or_gpu_is_refused(tmp_path):
-    from edgecnn.backends.tensorrt.runner import check_engine_provenance, provenance_mismatches, read_l4t
+    from edgecnn.backends.tensorrt.provenance import check_engine_provenance, provenance_mismatches, read_l4t
 
     (tmp_path / "manifest.json").write_text("{}")
     engine = tmp_path / "tensorrt" / "model.fp16.engine"
@@ -540,13 +548,13 @@ def test_engine_builds_runs_and_matches_golden(bundle, tmp_path, precision):
 
     root = tmp_path / "bundle"
     shutil.copytree(bundle["root"], root)
-    plan = next(p for p in trt_export.plan_engines(load_bundle(root).artifacts, load_profile("cuda"),
-                                                   precisions=[precision]))
-    result = trt_export.build_engine(root / plan.source, root / plan.engine, load_profile("cuda"), precision,
-                                     timing_cache=root / trt_export.TIMING_CACHE,
-                                     onnx_fp16_path=root / "onnx/model.fp16.onnx")
-    assert result.path.is_file() and result.sidecar.is_file() and (root / trt_export.TIMING_CACHE).is_file()
-    trt_export.register_engines(root, [result])
+    plan = next(p for p in plan_engines(load_bundle(root).artifacts, load_profile("cuda"),
+                                        precisions=[precision]))
+    result = build_engine(root / plan.source, root / plan.engine, load_profile("cuda"), precision,
+                          timing_cache=root / TIMING_CACHE,
+                          onnx_fp16_path=root / "onnx/model.fp16.onnx")
+    assert result.path.is_file() and result.sidecar.is_file() and (root / TIMING_CACHE).is_file()
+    register_engines(root, [result])
     loaded = load_bundle(root)
     entry = next(a for a in loaded.artifacts if a.format == "tensorrt")
     loaded.check_integrity(entry)

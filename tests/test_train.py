@@ -192,11 +192,12 @@ def test_augmentation_is_seeded_and_identity_when_switched_down():
 
 
 def test_model_recipe_keys_are_applied(monkeypatch):
-    """MODEL_RECIPE departures reach the config and the from-scratch init; no training run needed."""
+    """Recipes registered with the models reach the config and the from-scratch init; no training run needed."""
     import torchvision
 
     from edgecnn import train as train_module
-    from edgecnn.train import DEFAULT_EPOCHS, DEFAULT_LR, MODEL_RECIPE, TrainConfig, apply_recipe_init, head_layer
+    from edgecnn.train import DEFAULT_EPOCHS, DEFAULT_LR, TrainConfig, apply_recipe_init, head_layer
+    from edgecnn.zoo import MODEL_RECIPES as MODEL_RECIPE  # a live view: setting an entry re-registers the recipe
 
     # SqueezeNet's own entry: its conv -> ReLU -> pool head must start with live (positive) outputs.
     recipe = MODEL_RECIPE["squeezenet1_1"]

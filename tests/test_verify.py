@@ -66,7 +66,7 @@ def parts(trained, tmp_path_factory):
     from edgecnn.data import calibration_images, load_data, preprocessed_split
     from edgecnn.export.onnx import export_onnx
     from edgecnn.backends.openvino.convert import export_openvino
-    from edgecnn.compare import torch_logits
+    from edgecnn.backends.torch.reference import torch_logits
     from edgecnn.backends.onnxruntime.quantize import quantize_onnx_int8
 
     checkpoint, loaded = trained
@@ -347,6 +347,22 @@ def test_tampered_artifact_and_missing_golden_are_bad_input(parts, tmp_path, cli
     assert cli("verify", str(tmp_path / "missing")).exit_code == 2
     result = cli("verify", str(bundle), "--min-agreement", "95")
     assert result.exit_code == 2 and "fraction" in result.output
+
+
+def test_an_output_path_that_cannot_be_written_exits_2_before_any_work(good_bundle, tmp_path, cli, monkeypatch):
+    """--json/--junit/--summary under a regular FILE (unwritable even for root): exit 2 naming it, nothing run."""
+    import edgecnn.verify
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    ran = []
+    monkeypatch.setattr(edgecnn.verify, "verify", lambda *args, **kwargs: ran.append(args))
+    for option in ("--json", "--junit", "--summary"):
+        target = blocker / "no" / "such" / "dir" / "x.out"
+        result = cli("verify", str(good_bundle), "--threads", str(THREADS), option, str(target))
+        assert result.exit_code == 2, result.output
+        assert f"{option} {target}" in result.output and "not a directory" in result.output
+    assert ran == []
 
 
 def test_changed_checkpoint_falls_back_to_the_golden_reference(parts, trained, tmp_path, cli):

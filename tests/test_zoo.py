@@ -233,3 +233,44 @@ def test_cli_input_below_minimum_exits_2(cli):
     result = cli("info", "alexnet", "--input-size", "32")
     assert result.exit_code == 2
     assert "at least 63" in result.stderr
+
+
+def test_recipes_live_on_the_registration_and_unknown_keys_are_refused():
+    from edgecnn.zoo import MODEL_RECIPES, RECIPE_KEYS, recipe_of
+
+    assert recipe_of("squeezenet")["head_init"] == "kaiming"  # an alias reaches its model's recipe
+    assert recipe_of("lenet5") == {} and "lenet5" not in MODEL_RECIPES
+    assert get_spec("mobilenet_v3_small").recipe == {"bn_momentum": 0.1}
+    assert all(set(recipe) <= set(RECIPE_KEYS) for recipe in MODEL_RECIPES.values())
+    with pytest.raises(RegistryError, match="unknown recipe key"):
+        register_model("tiny_recipe_net", family="baseline", input_size=(1, 8, 8), min_size=8, source="edgecnn",
+                       reference="test", recipe={"learning_rate": 0.1})(lambda num_classes=10: None)
+    assert "tiny_recipe_net" not in {spec.name for spec in list_specs()}
+    register_model("tiny_recipe_net", family="baseline", input_size=(1, 8, 8), min_size=8, source="edgecnn",
+                   reference="test", recipe={"epochs": 3})(lambda num_classes=10: None)
+    try:
+        assert MODEL_RECIPES["tiny_recipe_net"] == {"epochs": 3}
+        del MODEL_RECIPES["tiny_recipe_net"]  # back to the default recipe
+        assert recipe_of("tiny_recipe_net") == {}
+        with pytest.raises(KeyError):
+            del MODEL_RECIPES["tiny_recipe_net"]
+    finally:
+        unregister_model("tiny_recipe_net")
+
+
+def test_commands_without_torch_exit_2_naming_the_extra(tmp_path):
+    """models, info and eval where `import torch` fails: one line, exit 2, the torch extra named."""
+    from runtime_helpers import blocking_env, run_cli
+
+    env = blocking_env(tmp_path, "torch")
+    for args in (("models",), ("info", "lenet5"), ("eval", "lenet5", "--data", "digits")):
+        result = run_cli(*args, env=env)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1, (args, result.stderr)
+        assert "pip install 'edgecnn[torch]'" in lines[0], (args, lines)
+    # An unwritable --json is refused before anything else, torch or not.
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    for args in (("models",), ("info", "lenet5"), ("eval", "lenet5", "--data", "digits")):
+        result = run_cli(*args, "--json", str(not_a_folder / "x.json"), env=env)
+        assert result.returncode == 2 and "--json" in result.stderr and "not a directory" in result.stderr, result.stderr

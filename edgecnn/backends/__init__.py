@@ -48,6 +48,7 @@ class Backend:
     deploy: bool = True  # False for the PyTorch eager baseline: never a target
     built_on_device: bool = False  # the final artifact is built on the device (TensorRT engines)
     host_target: str | None = None  # the profile quickstart builds for it on a host
+    build_modules: tuple[str, ...] = ()  # Python modules its build step needs on the host
     profile_table: str | None = None  # a [table] of backend-specific settings in its profiles
     profile_table_required: bool = False
     note_when_emulated: str = ""  # said when its latency was measured on another CPU than the device's

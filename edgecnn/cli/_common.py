@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 
 from edgecnn.atomic import write_json_atomic
-from edgecnn.errors import EdgecnnError
+from edgecnn.errors import DiskFullError, EdgecnnError, disk_full_cause, disk_full_error
 
 # Piped output (CI logs, `| tee`) gets a wide console so tables are not squeezed to 80 columns.
 _PIPED_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
@@ -52,6 +52,10 @@ def handle_errors(fn):
         except Exception as exc:  # noqa: BLE001 - the last line of defence for users
             if debug_enabled():
                 raise
+            full = disk_full_cause(exc)
+            if full is not None:  # wherever the write was, a full disk is the user's to fix
+                typer.echo(f"error: {disk_full_error(full)}", err=True)
+                raise typer.Exit(DiskFullError.exit_code) from None
             typer.echo(
                 f"error: unexpected {type(exc).__name__}: {exc} (set EDGECNN_DEBUG=1 for the traceback)",
                 err=True,

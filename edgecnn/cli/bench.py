@@ -15,6 +15,7 @@ from edgecnn.cli._common import console, err_console, handle_errors, note, write
 @app.command("bench")
 @handle_errors
 def bench(
+    *,  # typer passes options by name; keyword-only keeps the 5-positional-parameter rule
     path: Path = typer.Argument(..., help="A bundle folder, its manifest.json, or one artifact file."),
     runtime: Optional[str] = typer.Option(
         None, "--runtime", help="Only this runtime's artifacts (bundle; 'torch' runs the checkpoint the manifest records), "
@@ -42,14 +43,19 @@ def bench(
 ) -> None:
     """Benchmark latency, throughput, load time and memory of each artifact, each in its own process."""
     from edgecnn import bench as bench_lib
+    from edgecnn.atomic import check_output_path
 
+    # Refuse an unwritable output before measuring anything (it used to fail after the whole run).
+    check_output_path(json_path, option="--json")
+    check_output_path(plot, option="--plot")
     targets, bundle = bench_lib.targets_from_path(path, runtime)
     if bench_lib.is_torch_baseline(baseline):
         # The reference: PyTorch eager on the checkpoint the manifest records, in its own process
         # (the only child that imports torch).
-        if not any(t.runtime == "torch" for t in targets):
+        reference = bench_lib.reference_runtime()
+        if not any(t.runtime == reference for t in targets):
             targets.append(bench_lib.torch_reference_target(bundle, targets))
-        baseline = next(t.name for t in targets if t.runtime == "torch")
+        baseline = next(t.name for t in targets if t.runtime == reference)
     settings = bench_lib.BenchSettings(
         threads=threads if threads is not None else bench_lib.default_threads_for(bundle),
         batches=bench_lib.parse_batches(batch),
@@ -59,7 +65,28 @@ def bench(
         timeout_s=timeout,
     )
     bench_lib.resolve_baseline(targets, baseline)  # fail before measuring anything
+    report = _run_with_progress(bench_lib, targets, settings, baseline)
+    report["path"] = str(path)
+    if bundle is not None:
+        report["bundle"] = {"root": str(bundle.root), "target": bundle.target,
+                            "device_profile": bundle.profile}
+    for skipped in report["skipped"]:
+        note(f"skipped {skipped['name']} at batch {skipped['batch']}: {skipped['reason']}")
+    if not report["artifacts"]:
+        from edgecnn.errors import BadInputError
 
+        raise BadInputError("no artifact could be benchmarked at the batch sizes asked for")
+    _print_report(report, settings)
+    if json_path is not None:
+        write_json(json_path, report)
+        note(f"wrote {json_path}")
+    if plot is not None:
+        bench_lib.plot_latency(report["artifacts"], plot)
+        note(f"wrote {plot}")
+
+
+def _run_with_progress(bench_lib, targets, settings, baseline) -> dict:
+    """`run_benchmark` under a progress bar on stderr (when it is a terminal)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     total = len(targets) * len(settings.batches)
@@ -72,19 +99,11 @@ def bench(
         def on_result(target, batch_size, row):
             progress.update(task, advance=1, description=f"{target.name} batch {batch_size}")
 
-        report = bench_lib.run_benchmark(targets, settings, baseline=baseline, on_result=on_result)
+        return bench_lib.run_benchmark(targets, settings, baseline=baseline, on_result=on_result)
 
-    report["path"] = str(path)
-    if bundle is not None:
-        report["bundle"] = {"root": str(bundle.root), "target": bundle.target,
-                            "device_profile": bundle.profile}
-    for skipped in report["skipped"]:
-        note(f"skipped {skipped['name']} at batch {skipped['batch']}: {skipped['reason']}")
-    if not report["artifacts"]:
-        from edgecnn.errors import BadInputError
 
-        raise BadInputError("no artifact could be benchmarked at the batch sizes asked for")
-
+def _print_report(report: dict, settings) -> None:
+    """The table, the method, the environment and what each runtime applied."""
     console.print(results_table(report))
     console.print(settings.describe(), style="dim", highlight=False)
     env = report["environment"]
@@ -94,14 +113,10 @@ def bench(
         + ", ".join(f"{k} {str(v).split('-')[0]}" for k, v in env["runtime_versions"].items()),
         style="dim", highlight=False,
     )
+    runtime_of = {row["name"]: row["runtime"] for row in report["artifacts"]}
     for name, applied in env.get("runtime_options", {}).items():
-        console.print(f"Applied by {name}: {_fmt_applied(applied)}", style="dim", highlight=False)
-    if json_path is not None:
-        write_json(json_path, report)
-        note(f"wrote {json_path}")
-    if plot is not None:
-        bench_lib.plot_latency(report["artifacts"], plot)
-        note(f"wrote {plot}")
+        console.print(f"Applied by {name}: {_fmt_applied(applied, runtime_of.get(name))}",
+                      style="dim", highlight=False)
 
 
 def results_table(report: dict) -> Table:
@@ -139,15 +154,10 @@ def _fmt_load(value) -> str:
     return "?" if not value else f"{value[0]:.2f}"
 
 
-# The settings that change a number, in the order people look for them; the rest is in --json.
-_APPLIED_KEYS = (
-    "intra_op_num_threads", "inter_op_num_threads", "graph_optimization_level", "execution_mode",
-    "INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT", "PERFORMANCE_HINT", "NUM_STREAMS",
-    "num_threads", "num_interop_threads", "api", "xnnpack", "package", "input_layout", "input_dtype",
-    "gpu", "batch_range", "precision",
-)
+def _fmt_applied(applied: dict, runtime: str | None) -> str:
+    """The settings that change a number, in the order its backend lists them; the rest is in --json."""
+    from edgecnn.backends import get_backend
 
-
-def _fmt_applied(applied: dict) -> str:
-    shown = [f"{key}={applied[key]}" for key in _APPLIED_KEYS if key in applied and applied[key] is not None]
+    keys = get_backend(runtime).applied_keys if runtime else ()
+    shown = [f"{key}={applied[key]}" for key in keys if key in applied and applied[key] is not None]
     return ", ".join(shown) or ", ".join(f"{k}={v}" for k, v in applied.items())

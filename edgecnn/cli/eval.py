@@ -26,9 +26,13 @@ def eval_command(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON to this file."),
 ) -> None:
     """Report top-1 and top-5 accuracy on the test split."""
+    from edgecnn.atomic import check_output_path
+    from edgecnn.errors import BadInputError, require
+
+    check_output_path(json_path, option="--json")
+    require("torch", "torch", "edgecnn eval")
     from edgecnn.checkpoint import load_model
     from edgecnn.data import load_data, preprocess_for
-    from edgecnn.errors import BadInputError
     from edgecnn.train import evaluate
 
     loaded = load_model(source, weights=weights, state_dict=state_dict)
@@ -66,11 +70,15 @@ def eval_command(
         "preprocess": preprocess.to_dict(),
         "accuracy_meaningful": loaded.accuracy_meaningful,
     }
-    table = Table(title=f"{loaded.spec.name} on {data} ({split}, {result['samples']} images)")
+    _print_result(result, top1, top5)
+    if json_path:
+        write_json(json_path, result)
+        note(f"wrote {json_path}")
+
+
+def _print_result(result: dict, top1: float, top5: float) -> None:
+    table = Table(title=f"{result['model']} on {result['data']} ({result['split']}, {result['samples']} images)")
     for column in ("top-1", "top-5"):
         table.add_column(column, justify="right")
     table.add_row(f"{top1:.2f} %", f"{top5:.2f} %")
     console.print(table)
-    if json_path:
-        write_json(json_path, result)
-        note(f"wrote {json_path}")

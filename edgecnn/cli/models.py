@@ -19,6 +19,12 @@ def models_command(
     family: Optional[str] = typer.Option(None, help="Only 'lightweight' or 'baseline'."),
 ) -> None:
     """List every model in the zoo: family, parameters, multiply-adds, input size, aliases."""
+    from edgecnn.atomic import check_output_path
+    from edgecnn.errors import require
+
+    check_output_path(json_path, option="--json")
+    # Counting parameters and multiply-adds builds every network.
+    require("torch", "torch", "edgecnn models")
     from edgecnn.zoo.catalog import zoo_rows
 
     rows = zoo_rows(family=family)
@@ -46,7 +52,11 @@ def info_command(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the breakdown as JSON to this file."),
 ) -> None:
     """Per-layer breakdown of one model: type, output shape, parameters, multiply-adds."""
-    from edgecnn.errors import BadInputError
+    from edgecnn.atomic import check_output_path
+    from edgecnn.errors import BadInputError, require
+
+    check_output_path(json_path, option="--json")
+    require("torch", "torch", "edgecnn info")
     from edgecnn.zoo import get_spec
     from edgecnn.zoo.profile import profile_spec
 

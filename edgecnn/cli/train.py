@@ -32,7 +32,9 @@ def train_command(
     force: bool = typer.Option(False, "--force", help="Train again over an existing DIR/model.pt."),
 ) -> None:
     """Train NAME on --data; keep the best epoch (validation top-1) as DIR/model.pt."""
-    from edgecnn.errors import BadInputError
+    from edgecnn.errors import BadInputError, require
+
+    require("torch", "train", "edgecnn train")
     from edgecnn.train import DEFAULT_BATCH_SIZE, TrainConfig, train
     from edgecnn.zoo import get_spec
 
@@ -49,7 +51,7 @@ def train_command(
         model=spec.name,
         data=data,
         out_dir=str(out or Path("runs") / spec.name),
-        epochs=epochs,  # None: the model's recipe (MODEL_RECIPE), else DEFAULT_EPOCHS
+        epochs=epochs,  # None: the model's registered recipe, else DEFAULT_EPOCHS
         batch_size=DEFAULT_BATCH_SIZE if batch_size is None else batch_size,
         lr=lr,
         optimizer=optimizer.lower() if optimizer else None,
@@ -61,12 +63,16 @@ def train_command(
         augment=not no_augment,
     )
     result = train(config, force=force, resume=resume)
-    metrics = result.metrics
     import os
 
-    if int(os.environ.get("RANK", "0")) != 0:
-        return
-    table = Table(title=f"{spec.name} on {metrics['data']}")
+    if int(os.environ.get("RANK", "0")) == 0:
+        _print_result(spec.name, result)
+
+
+def _print_result(name: str, result) -> None:
+    """The run's summary table and where its files are (rank 0 only)."""
+    metrics = result.metrics
+    table = Table(title=f"{name} on {metrics['data']}")
     for column in ("best epoch", "val top-1", "test top-1", "test top-5", "train time"):
         table.add_column(column, justify="right")
     table.add_row(

@@ -16,6 +16,7 @@ from edgecnn.cli._common import console, err_console, handle_errors, note, write
 @app.command("verify")
 @handle_errors
 def verify_command(
+    *,  # typer passes options by name; keyword-only keeps the 5-positional-parameter rule
     path: Path = typer.Argument(..., help="A bundle folder (or its manifest.json), or one artifact file with --reference."),
     data: Optional[str] = typer.Option(None, "--data", help="Verify on this data SPEC's test split (default: the bundle's golden set)."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where downloadable datasets live."),
@@ -29,7 +30,7 @@ def verify_command(
     reference_source: str = typer.Option("auto", "--reference-source", help="auto (PyTorch live when torch and the checkpoint are here, else golden), pytorch or golden."),
     precision: Optional[str] = typer.Option(None, "--precision", help="Precision of a single artifact file (fp32, fp16, int8) (default: from its name)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Runtime threads (default: the bundle's device profile, else physical cores)."),
-    batch: int = typer.Option(32, "--batch", help="Images per runtime call (TFLite files run at their own static batch)."),
+    batch: int = typer.Option(32, "--batch", help="Images per runtime call (an artifact with a static batch runs at its own)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Verify on at most this many samples."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Split seed for --data (default: the model's training seed)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write every number as JSON to this file."),
@@ -37,10 +38,15 @@ def verify_command(
     summary_path: Optional[str] = typer.Option(None, "--summary", help="Append a Markdown table to this file (e.g. \"$GITHUB_STEP_SUMMARY\"; empty: none)."),
 ) -> None:
     """Check that every artifact still classifies like the PyTorch model; exit 1 if any check fails."""
+    from edgecnn.atomic import check_output_path
     from edgecnn.verify import (
         VerifyFailedError, VerifySettings, append_summary, build_overrides, verify, write_junit,
     )
 
+    # Every output file is checked before anything runs, so a bad path costs no verification.
+    check_output_path(json_path, option="--json")
+    check_output_path(junit_path, option="--junit")
+    check_output_path(summary_path or None, option="--summary")
     overrides = build_overrides(max_drop=max_drop, min_agreement=min_agreement, min_cosine=min_cosine,
                                 max_abs_diff=max_abs_diff, thresholds=threshold or ())
     settings = VerifySettings(
@@ -48,18 +54,7 @@ def verify_command(
         reference=reference, reference_source=reference_source.lower(), precision=precision, limit=limit,
         batch=batch, seed=seed,
     )
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=True,
-                  disable=not err_console.is_terminal) as progress:
-        tasks: dict[str, int] = {}
-
-        def on_progress(label: str, done: int, total: int) -> None:
-            if label not in tasks:
-                tasks[label] = progress.add_task(label, total=total)
-            progress.update(tasks[label], completed=done)
-
-        report = verify(path, settings, progress=on_progress)
-
+    report = _verify_with_progress(verify, path, settings)
     console.print(_table(report))
     for line in report.notes:
         note(f"note: {line}")
@@ -77,6 +72,21 @@ def verify_command(
         note("--summary is empty (GITHUB_STEP_SUMMARY unset?): no summary written")
     if not report.passed:
         raise VerifyFailedError(report.failure_message(), report)
+
+
+def _verify_with_progress(verify, path: Path, settings):
+    """Run `verify` with one progress bar per runtime on a terminal's stderr (none when piped)."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console, transient=True,
+                  disable=not err_console.is_terminal) as progress:
+        tasks: dict[str, int] = {}
+
+        def on_progress(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = progress.add_task(label, total=total)
+            progress.update(tasks[label], completed=done)
+
+        return verify(path, settings, progress=on_progress)
 
 
 def _table(report) -> Table:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.compare import check_samples
-from edgecnn.errors import BadInputError, CheckFailedError, require
+from edgecnn.errors import BadInputError, CheckFailedError, disk_full_cause, disk_full_error, require
 
 __all__ = [
     "INPUT_NAME",
@@ -205,6 +205,9 @@ def export_onnx(
                     training=torch.onnx.TrainingMode.EVAL,
                 )
             except Exception as exc:  # the exporter raises many unrelated types
+                full = disk_full_cause(exc)
+                if full is not None:  # a full disk is not an opset problem
+                    raise disk_full_error(full, str(tmp.parent)) from exc
                 first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise OnnxExportError(
                     f"torch.onnx.export failed at opset {opset}: {first_line[:300]} "

@@ -5,15 +5,19 @@ broken family fails loudly instead of silently vanishing from `edgecnn models`.
 """
 
 from edgecnn.zoo.registry import (
+    MODEL_RECIPES,
+    RECIPE_KEYS,
     ModelSpec,
     add_spec,
     aliases_of,
     build_model,
     get_spec,
     list_specs,
+    recipe_of,
     register_alias,
     register_model,
     resolve_name,
+    set_recipe,
     unregister_model,
 )
 
@@ -37,14 +41,18 @@ for _alias, _target in {
     register_alias(_alias, _target)
 
 __all__ = [
+    "MODEL_RECIPES",
+    "RECIPE_KEYS",
     "ModelSpec",
     "add_spec",
     "aliases_of",
     "build_model",
     "get_spec",
     "list_specs",
+    "recipe_of",
     "register_alias",
     "register_model",
     "resolve_name",
+    "set_recipe",
     "unregister_model",
 ]

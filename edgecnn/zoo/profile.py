@@ -58,56 +58,68 @@ def _leaf_modules(model):
             yield name, module
 
 
-def profile_model(model, input_size: tuple[int, int, int]) -> ModelProfile:
-    """Run one image of `input_size` (C, H, W) through `model` and count every layer call."""
-    import torch
+class _LayerCounter:
+    """Forward hooks that record one LayerStat per shown layer as the model runs."""
 
-    rows: list[LayerStat] = []
-    seen: set[int] = set()  # a module called twice (torchvision reuses ReLUs) owns its params once
-    composite_macs: dict[str, int] = {}
-    handles = []
+    def __init__(self):
+        self.rows: list[LayerStat] = []
+        self.seen: set[int] = set()  # a module called twice (torchvision reuses ReLUs) owns its params once
+        self.composite_macs: dict[str, int] = {}
 
-    def row_hook(name):
+    def row_hook(self, name):
         def hook(module, _inputs, output):
             out = output[0] if isinstance(output, (tuple, list)) else output
-            first_call = id(module) not in seen
-            seen.add(id(module))
-            rows.append(
+            first_call = id(module) not in self.seen
+            self.seen.add(id(module))
+            self.rows.append(
                 LayerStat(
                     name=name,
                     type=type(module).__name__,
                     output_shape=list(out.shape[1:]) if hasattr(out, "shape") else [],
                     params=sum(p.numel() for p in module.parameters()) if first_call else 0,
-                    macs=layer_macs(module, out) + composite_macs.pop(name, 0),
+                    macs=layer_macs(module, out) + self.composite_macs.pop(name, 0),
                 )
             )
 
         return hook
 
-    def inner_hook(owner):
+    def inner_hook(self, owner):
         def hook(module, _inputs, output):
             out = output[0] if isinstance(output, (tuple, list)) else output
-            composite_macs[owner] = composite_macs.get(owner, 0) + layer_macs(module, out)
+            self.composite_macs[owner] = self.composite_macs.get(owner, 0) + layer_macs(module, out)
 
         return hook
 
-    # One row per leaf layer, and one per composite layer that owns parameters itself or asks to
-    # be shown whole (LeNet's C3 connection table): its inner convs add their MACs to its row.
-    composites: list[str] = []
-    for name, module in model.named_modules():
-        if not name:
-            continue
-        owner = next((c for c in composites if name.startswith(c + ".")), None)
-        if owner is not None:
-            handles.append(module.register_forward_hook(inner_hook(owner)))
-            continue
-        is_leaf = next(module.children(), None) is None
-        owns_params = any(True for _ in module.parameters(recurse=False))
-        if not is_leaf and (owns_params or getattr(module, "profile_as_layer", False)):
-            composites.append(name)
-        if is_leaf or name in composites:
-            handles.append(module.register_forward_hook(row_hook(name)))
+    def attach(self, model) -> list:
+        """Hook every layer to show; the hook handles.
 
+        One row per leaf layer, and one per composite layer that owns parameters itself or asks to
+        be shown whole (LeNet's C3 connection table): its inner convs add their MACs to its row.
+        """
+        handles = []
+        composites: list[str] = []
+        for name, module in model.named_modules():
+            if not name:
+                continue
+            owner = next((c for c in composites if name.startswith(c + ".")), None)
+            if owner is not None:
+                handles.append(module.register_forward_hook(self.inner_hook(owner)))
+                continue
+            is_leaf = next(module.children(), None) is None
+            owns_params = any(True for _ in module.parameters(recurse=False))
+            if not is_leaf and (owns_params or getattr(module, "profile_as_layer", False)):
+                composites.append(name)
+            if is_leaf or name in composites:
+                handles.append(module.register_forward_hook(self.row_hook(name)))
+        return handles
+
+
+def profile_model(model, input_size: tuple[int, int, int]) -> ModelProfile:
+    """Run one image of `input_size` (C, H, W) through `model` and count every layer call."""
+    import torch
+
+    counter = _LayerCounter()
+    handles = counter.attach(model)
     was_training = model.training
     model.eval()
     try:
@@ -122,10 +134,10 @@ def profile_model(model, input_size: tuple[int, int, int]) -> ModelProfile:
     params = {id(p): p for p in model.parameters()}
     return ModelProfile(
         input_size=list(input_size),
-        layers=rows,
+        layers=counter.rows,
         total_params=sum(p.numel() for p in params.values()),
         trainable_params=sum(p.numel() for p in params.values() if p.requires_grad),
-        total_macs=sum(row.macs for row in rows),
+        total_macs=sum(row.macs for row in counter.rows),
     )
 
 

@@ -8,8 +8,9 @@ it accepts, normalization) and where its published weights come from.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
-from typing import Callable, Literal
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterator, Literal, Mapping
 
 from edgecnn.errors import RegistryError, UnknownModelError
 
@@ -17,6 +18,13 @@ Family = Literal["lightweight", "baseline"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# What a model's training recipe may change (edgecnn.train applies them): "optimizer" and "lr"
+# (used together unless --optimizer/--lr override them), "epochs" (when --epochs is not given),
+# and, for a from-scratch run only, "head_bias" (constant bias of the last conv/linear layer),
+# "head_init" ("kaiming": Kaiming-normal weights for it), "dropout" (p of every Dropout layer) and
+# "bn_momentum" (of every BatchNorm). Initial values and rates only, never the architecture, so
+# published and user weights still load into the same builder.
+RECIPE_KEYS = ("optimizer", "lr", "epochs", "head_bias", "head_init", "dropout", "bn_momentum")
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,8 @@ class ModelSpec:
     weights: str | None = None
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
+    # Departures from the default training recipe ({} = the default); keys from RECIPE_KEYS.
+    recipe: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def channels(self) -> int:
@@ -65,6 +75,7 @@ def register_model(
     weights: str | None = None,
     mean: tuple[float, ...] = IMAGENET_MEAN,
     std: tuple[float, ...] = IMAGENET_STD,
+    recipe: Mapping[str, Any] | None = None,
 ):
     """Decorator: register `builder(num_classes=...)` under `name`. A duplicate name is refused."""
 
@@ -81,6 +92,7 @@ def register_model(
                 weights=weights,
                 mean=tuple(mean),
                 std=tuple(std),
+                recipe=dict(recipe or {}),
             )
         )
         return builder
@@ -96,8 +108,61 @@ def add_spec(spec: ModelSpec) -> ModelSpec:
         raise RegistryError(f"model name {spec.name!r} is already registered")
     if len(spec.input_size) != 3 or spec.min_size > spec.input_size[1]:
         raise RegistryError(f"{spec.name}: bad input_size {spec.input_size} / min_size {spec.min_size}")
+    _check_recipe(spec.name, spec.recipe)
     _MODELS[spec.name] = spec
     return spec
+
+
+def _check_recipe(name: str, recipe: Mapping[str, Any]) -> None:
+    if not isinstance(recipe, Mapping):
+        raise RegistryError(f"{name}: recipe must be a mapping, got {type(recipe).__name__}")
+    unknown = sorted(set(recipe) - set(RECIPE_KEYS))
+    if unknown:
+        raise RegistryError(f"{name}: unknown recipe key(s) {', '.join(unknown)}; known: {', '.join(RECIPE_KEYS)}")
+
+
+def set_recipe(name: str, recipe: Mapping[str, Any]) -> ModelSpec:
+    """Replace a registered model's training recipe (a new frozen spec in the same place)."""
+    spec = get_spec(name)
+    _check_recipe(spec.name, recipe)
+    _MODELS[spec.name] = replace(spec, recipe=dict(recipe))
+    return _MODELS[spec.name]
+
+
+class RecipeTable(MutableMapping):
+    """The registered recipes as a mapping {model name: recipe}, for models that depart from the default.
+
+    A live view of the registry: setting an entry replaces that model's recipe, deleting one
+    restores the default recipe.
+    """
+
+    def __getitem__(self, name: str) -> Mapping[str, Any]:
+        spec = _MODELS.get(name)
+        if spec is None or not spec.recipe:
+            raise KeyError(name)
+        return spec.recipe
+
+    def __setitem__(self, name: str, recipe: Mapping[str, Any]) -> None:
+        set_recipe(name, recipe)
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self:
+            raise KeyError(name)
+        set_recipe(name, {})
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([name for name, spec in _MODELS.items() if spec.recipe])
+
+    def __len__(self) -> int:
+        return sum(1 for spec in _MODELS.values() if spec.recipe)
+
+
+MODEL_RECIPES = RecipeTable()
+
+
+def recipe_of(name: str) -> Mapping[str, Any]:
+    """The training recipe of a model by name or alias ({} for the default recipe)."""
+    return get_spec(name).recipe
 
 
 def unregister_model(name: str) -> None:

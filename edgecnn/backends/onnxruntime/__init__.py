@@ -17,5 +17,6 @@ BACKEND = register(Backend(
     applied_keys=("intra_op_num_threads", "inter_op_num_threads", "graph_optimization_level", "execution_mode"),
     tools=("onnxruntime",),
     order=10,
+    build_modules=("onnxruntime",),
     host_target="onnx",
 ))

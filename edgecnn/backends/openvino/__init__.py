@@ -17,5 +17,6 @@ BACKEND = register(Backend(
     applied_keys=("INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT", "PERFORMANCE_HINT", "NUM_STREAMS"),
     tools=("openvino", "nncf"),
     order=20,
+    build_modules=("openvino",),
     host_target="x86",
 ))

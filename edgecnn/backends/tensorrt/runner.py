@@ -7,206 +7,30 @@ from cuda-python (`cuda.bindings.runtime`, or `cuda.cudart` before cuda-python 1
 is needed on a Jetson. Importing this module needs neither; `load` raises MissingDependencyError
 naming the `tensorrt` extra when they are missing.
 
-A TensorRT engine runs only on the TensorRT version and GPU that built it. Every engine edgecnn
-builds gets a provenance sidecar (`<engine>.json`: TensorRT version, GPU name, compute
-capability, JetPack/L4T); `load` compares it with this machine and refuses a mismatch with the
-fix, instead of letting TensorRT fail with a deserialization error or, worse, run slowly on
-tactics tuned for another GPU.
+A TensorRT engine runs only on the TensorRT version and GPU that built it: `load` compares the
+engine's provenance sidecar (provenance.py) with this machine and refuses a mismatch with the fix,
+instead of letting TensorRT fail with a deserialization error or, worse, run slowly on tactics
+tuned for another GPU.
 """
 
 from __future__ import annotations
 
-import importlib
-import json
-import re
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgecnn.errors import BadInputError, MissingDependencyError, require
 from edgecnn.backends.runner import FixedBatchError, Runner, chw_from_manifest, static_dims
+from edgecnn.backends.tensorrt.cuda import CudaRuntime, import_cudart
+from edgecnn.backends.tensorrt.provenance import (
+    check_engine_provenance,
+    machine_provenance,
+    parse_trt_version,
+    rebuild_hint,
+)
+from edgecnn.errors import BadInputError, require
 
-
-def _import_cudart() -> Any:
-    for name in ("cuda.bindings.runtime", "cuda.cudart"):
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            continue
-    raise MissingDependencyError("cuda-python", "tensorrt", "TensorRT device buffers")
-
-
-class _Cuda:
-    """The few CUDA runtime calls the runner needs, with errors turned into exceptions."""
-
-    def __init__(self, cudart: Any) -> None:
-        self.rt = cudart
-
-    def check(self, result: Any) -> Any:
-        err, *values = result if isinstance(result, tuple) else (result,)
-        if int(err) != 0:  # cudaSuccess
-            name = getattr(err, "name", str(err))
-            raise RuntimeError(f"CUDA call failed: {name}")
-        if not values:
-            return None
-        return values[0] if len(values) == 1 else tuple(values)
-
-    def malloc(self, nbytes: int) -> int:
-        return int(self.check(self.rt.cudaMalloc(max(1, nbytes))))
-
-    def free(self, pointer: int) -> None:
-        self.check(self.rt.cudaFree(pointer))
-
-    def stream(self) -> Any:
-        return self.check(self.rt.cudaStreamCreate())
-
-    def to_device(self, device: int, host: np.ndarray, stream: Any) -> None:
-        kind = self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice
-        self.check(self.rt.cudaMemcpyAsync(device, host.ctypes.data, host.nbytes, kind, stream))
-
-    def to_host(self, host: np.ndarray, device: int, stream: Any) -> None:
-        kind = self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        self.check(self.rt.cudaMemcpyAsync(host.ctypes.data, device, host.nbytes, kind, stream))
-
-    def synchronize(self, stream: Any) -> None:
-        self.check(self.rt.cudaStreamSynchronize(stream))
-
-    def device_properties(self) -> tuple[str, int, int]:
-        """(GPU name, compute capability major, minor) of the current device."""
-        device = self.check(self.rt.cudaGetDevice())
-        props = self.check(self.rt.cudaGetDeviceProperties(device))
-        name = props.name
-        name = name.decode(errors="replace").rstrip("\x00") if isinstance(name, bytes) else str(name)
-        return name, int(props.major), int(props.minor)
-
-    def device_name(self) -> str:
-        return self.device_properties()[0]
-
-
-# L4T release (major.minor of /etc/nv_tegra_release) -> JetPack release, for people reading the
-# provenance; the comparison itself uses the TensorRT version and the GPU.
-_JETPACK_OF_L4T = {
-    "32.6": "4.6", "32.7": "4.6.x", "35.1": "5.0.2", "35.2": "5.1", "35.3": "5.1.1", "35.4": "5.1.2",
-    "35.5": "5.1.3", "35.6": "5.1.4", "36.2": "6.0 DP", "36.3": "6.0", "36.4": "6.1/6.2",
-}
-PROVENANCE_SUFFIX = ".json"
-REBUILD_HINT = "rebuild on this device: edgecnn build BUNDLE"
-
-
-def read_l4t(text: str) -> dict[str, str]:
-    """{'l4t': '36.4.0', 'jetpack': '6.1/6.2'} from the text of /etc/nv_tegra_release ({} if not L4T)."""
-    match = re.search(r"#\s*R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)", text)
-    if not match:
-        return {}
-    revision = match.group(2).split(".")
-    l4t = ".".join([match.group(1), *revision])
-    info = {"l4t": l4t if len(revision) > 1 else f"{l4t}.0"}
-    jetpack = _JETPACK_OF_L4T.get(f"{match.group(1)}.{revision[0]}")
-    if jetpack:
-        info["jetpack"] = jetpack
-    return info
-
-
-def version_triplet(version: str | None) -> str | None:
-    """'10.3.0.30' -> '10.3.0': engines are tied to major.minor.patch."""
-    if not version:
-        return None
-    parts = re.findall(r"\d+", str(version))[:3]
-    return ".".join(parts + ["0"] * (3 - len(parts))) if parts else None
-
-
-def machine_provenance(trt: Any = None, cudart: Any = None) -> dict[str, Any]:
-    """What ties an engine to this machine: TensorRT version, GPU name and compute capability, L4T.
-
-    Fields that cannot be read here (no TensorRT, no CUDA device) are left out rather than guessed.
-    """
-    info: dict[str, Any] = {}
-    if trt is None:
-        try:
-            trt = importlib.import_module("tensorrt")
-        except ImportError:
-            trt = None
-    if trt is not None:
-        info["tensorrt"] = str(trt.__version__)
-    try:
-        cuda = _Cuda(cudart or _import_cudart())
-        name, major, minor = cuda.device_properties()
-        info["gpu"] = name
-        info["compute_capability"] = f"{major}.{minor}"
-    except (MissingDependencyError, RuntimeError, AttributeError):
-        pass
-    try:
-        info.update(read_l4t(Path("/etc/nv_tegra_release").read_text(errors="replace")))
-    except OSError:
-        pass
-    try:
-        model = Path("/proc/device-tree/model").read_text(errors="replace").strip("\x00\n ")
-        if model:
-            info["device_model"] = model
-    except OSError:
-        pass
-    return info
-
-
-def provenance_mismatches(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Why an engine built under `recorded` cannot run under `current` (empty when it can).
-
-    Only fields both sides know are compared: a build script without Python may not know the
-    GPU name, and that must not block an engine the same machine built.
-    """
-    problems = []
-    built, here = version_triplet(recorded.get("tensorrt")), version_triplet(current.get("tensorrt"))
-    if built and here and built != here:
-        problems.append(f"built with TensorRT {built}, this machine has {here}")
-    for key, label in (("compute_capability", "compute capability"), ("gpu", "GPU")):
-        before, now = recorded.get(key), current.get(key)
-        if before and now and str(before).strip() != str(now).strip():
-            problems.append(f"built for {label} {before}, this machine has {now}")
-    return problems
-
-
-def provenance_path(engine_path: str | Path) -> Path:
-    """The provenance sidecar of an engine: `model.int8.engine` -> `model.int8.engine.json`."""
-    engine_path = Path(engine_path)
-    return engine_path.with_name(engine_path.name + PROVENANCE_SUFFIX)
-
-
-def read_provenance(engine_path: str | Path) -> dict[str, Any] | None:
-    """The engine's recorded provenance, or None when it has no sidecar."""
-    path = provenance_path(engine_path)
-    if not path.is_file():
-        return None
-    try:
-        payload = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadInputError(f"{path} is not valid JSON ({exc}): {REBUILD_HINT}") from None
-    if not isinstance(payload, dict):
-        raise BadInputError(f"{path} must hold a JSON object: {REBUILD_HINT}")
-    return payload
-
-
-def _bundle_of(engine_path: Path) -> str:
-    """The bundle folder an engine lives in (for the rebuild hint), else the engine's folder."""
-    for folder in (engine_path.parent, engine_path.parent.parent):
-        if (folder / "manifest.json").is_file():
-            return str(folder)
-    return str(engine_path.parent)
-
-
-def check_engine_provenance(engine_path: str | Path, current: dict[str, Any]) -> dict[str, Any] | None:
-    """Refuse (BadInputError) an engine whose sidecar says it was built elsewhere; returns the sidecar."""
-    engine_path = Path(engine_path)
-    recorded = read_provenance(engine_path)
-    if recorded is None:
-        return None
-    problems = provenance_mismatches(recorded, current)
-    if problems:
-        raise BadInputError(
-            f"{engine_path.name} was {'; '.join(problems)}: "
-            + REBUILD_HINT.replace("BUNDLE", _bundle_of(engine_path))
-        )
-    return recorded
+# Looked up at load time, so tests can hand the runner a fake CUDA runtime.
+_import_cudart = import_cudart
 
 
 class TensorRTRunner(Runner):
@@ -219,10 +43,10 @@ class TensorRTRunner(Runner):
     def load(self, path, *, threads=None, batch=1, **options: Any) -> "TensorRTRunner":
         options = self._start_load(path, threads, batch, options)
         trt = require("tensorrt", self.extra, "TensorRT engines")
-        self.cuda = _Cuda(_import_cudart())
+        self.cuda = CudaRuntime(_import_cudart())
         self.trt = trt
         self.version = trt.__version__
-        major = int(str(trt.__version__).split(".")[0])
+        major = parse_trt_version(trt.__version__)[0]
 
         # Before deserializing: TensorRT's own error for a foreign engine does not say what to do.
         self.provenance = check_engine_provenance(self.path, machine_provenance(trt, self.cuda.rt))
@@ -233,7 +57,7 @@ class TensorRTRunner(Runner):
         if self.engine is None:
             raise BadInputError(
                 f"TensorRT {self.version} cannot deserialize {self.path.name}: engines only load with "
-                f"the TensorRT version and GPU they were built with; {REBUILD_HINT.replace('BUNDLE', _bundle_of(self.path))}"
+                f"the TensorRT version and GPU they were built with; {rebuild_hint(self.path)}"
             )
         self.context = self.engine.create_execution_context()
         self.named_api = hasattr(self.engine, "num_io_tensors") and hasattr(self.context, "execute_async_v3")
@@ -375,7 +199,7 @@ class TensorRTRunner(Runner):
             self._free()
             if getattr(self, "stream", None) is not None:
                 try:
-                    self.cuda.check(self.cuda.rt.cudaStreamDestroy(self.stream))
+                    self.cuda.destroy_stream(self.stream)
                 except RuntimeError:
                     pass
                 self.stream = None

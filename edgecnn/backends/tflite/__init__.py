@@ -19,6 +19,7 @@ BACKEND = register(Backend(
     static_batch=True,
     tools=("litert-torch", "ai-edge-litert"),
     order=30,
+    build_modules=("litert_torch",),
     host_target="arm",
     note_when_emulated="this machine's CPU running the .tflite file, not an ARM board",
 ))

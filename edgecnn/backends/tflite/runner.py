@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import BadInputError, MissingDependencyError
-from edgecnn.backends.runner import FixedBatchError, Runner, chw_from_manifest, package_version
+from edgecnn.backends.runner import FixedBatchError, Runner, as_nchw_float32, chw_from_manifest, package_version
 
 
 def _import_interpreter() -> tuple[Any, str, str | None]:
@@ -93,7 +93,11 @@ class TFLiteRunner(Runner):
             # The interpreter only told us the I/O details; the compiled model does the work.
             self.interpreter = None
             self._load_compiled_model()
-        self._resize(batch)
+        try:
+            self._resize(batch)
+        except FixedBatchError:
+            self.fixed_batch = shape[0]  # what the file runs: a caller may reload at this batch
+            raise
         self.applied = {
             "api": self.api,
             "num_threads": self.threads,
@@ -169,8 +173,27 @@ class TFLiteRunner(Runner):
             return None
         return any(op.get("op_name") == "DELEGATE" for op in ops)
 
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Logits for any batch size; a file that refuses a new batch runs split and padded at its own."""
+        batch = self._check_image_shape(batch)
+        if self.fixed_batch is None and batch.shape[0] != self.batch:
+            try:
+                self._resize(batch.shape[0])
+            except FixedBatchError:
+                # litert-torch files bake their batch in: learn it once, then the base class splits.
+                self.fixed_batch = self.batch
+                self._resize(self.fixed_batch)
+        return super().run(batch)
+
+    def _check_image_shape(self, batch: np.ndarray) -> np.ndarray:
+        batch = as_nchw_float32(batch)
+        if self.input_shape is not None and tuple(batch.shape[1:]) != tuple(self.input_shape):
+            raise BadInputError(f"{self.path.name} takes {list(self.input_shape)} per image (C, H, W); "
+                                f"the batch has {list(batch.shape[1:])}")
+        return batch
+
     def bind(self, batch: np.ndarray) -> None:
-        batch = self._check_batch(batch)
+        batch = self._check_batch(self._check_image_shape(batch))
         if batch.shape[0] != self.batch:
             self._resize(batch.shape[0])
         if self.layout == "NHWC":

@@ -1,0 +1,61 @@
+"""The export pipeline's TensorRT step: the engine-source ONNX graphs, build_engine.sh and a README.
+
+The engine itself is built where TensorRT is (the Jetson): here when TensorRT imports, else on the
+device with `bash build_engine.sh` or `edgecnn build`. The ONNX graphs run in ONNX Runtime with the
+same Q/DQ semantics TensorRT gives them, so their parity with PyTorch is checked here, at export.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgecnn.backends.onnxruntime import BACKEND as ONNX_RUNTIME
+from edgecnn.backends.tensorrt.bundle_parts import TensorRTBundleParts, prepare_tensorrt_bundle
+from edgecnn.backends.tensorrt.engine import build_engine, register_engines
+from edgecnn.backends.tensorrt.plans import MANIFEST_SECTION
+from edgecnn.build_context import timed
+
+if TYPE_CHECKING:  # pragma: no cover
+    from edgecnn.build_context import BuildContext
+
+
+def build(ctx: "BuildContext") -> None:
+    """fp32 ONNX + the fp16 / Q/DQ int8 graphs TensorRT builds from, build_engine.sh and a README."""
+    fp32_path = ctx.writer.path("onnx/model.fp32.onnx")
+    result, seconds = timed(lambda: ctx.onnx_fp32(fp32_path))
+    ctx.add([fp32_path], format=ONNX_RUNTIME.format, runtime=ONNX_RUNTIME.name, precision="fp32",
+            seconds=seconds, opset=result.opset, purpose="TensorRT engine source")
+    ctx.stage("preparing the TensorRT parts (Q/DQ int8 for explicit quantization, build_engine.sh)")
+    parts, seconds = timed(lambda: prepare_tensorrt_bundle(
+        ctx.writer.root, fp32_path, ctx.profile, input_spec={**ctx.input_record, "batch": "dynamic"},
+        model_name=ctx.loaded.name, precision=ctx.precision, calibration_batches=ctx.data.calibration,
+        method=ctx.request.calib_method, bundle_name=ctx.request.out.name))
+    for entry in parts.artifacts:
+        ctx.add([ctx.writer.root / entry.path], format=entry.format, runtime=entry.runtime,
+                precision=entry.precision, seconds=seconds, **entry.extra)
+    ctx.extra_manifest[MANIFEST_SECTION] = parts.manifest_section
+    if importlib.util.find_spec("tensorrt") is not None:
+        _build_engines_here(ctx, parts)
+    else:
+        ctx.next_steps.extend(parts.messages)
+
+
+def _build_engines_here(ctx: "BuildContext", parts: TensorRTBundleParts) -> None:
+    """TensorRT imports on this machine: build the planned engines now, register them in the final bundle."""
+    ctx.stage("TensorRT found here: building the engines")
+    staging = ctx.writer.root
+    results = [build_engine(staging / plan.source, staging / plan.engine, ctx.profile, plan.precision)
+               for plan in parts.plans]
+
+    def register(root: Path) -> None:
+        # The engines were built in the staging folder that has since been renamed to `root`.
+        moved = [replace(r, path=root / Path(r.path).relative_to(staging),
+                         source=root / Path(r.source).relative_to(staging)) for r in results]
+        register_engines(root, moved)
+
+    ctx.deferred.append(register)
+    ctx.next_steps.append(f"built {len(results)} TensorRT engine(s) on this machine; they run only on "
+                          "this GPU and TensorRT version")

@@ -1,0 +1,145 @@
+"""The reference verify compares against: the PyTorch model re-run live, else the bundle's golden logits.
+
+torch is imported only inside the live run (through the baseline backend's Runner), so a device
+without it verifies against the golden set.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from edgecnn.inference import run_logits
+from edgecnn.compare import compare_logits
+from edgecnn.errors import BadInputError, MissingDependencyError
+from edgecnn.verify.results import REFERENCE_GOLDEN, REFERENCE_LIVE
+from edgecnn.verify.samples import Samples
+from edgecnn.verify.settings import DEFAULT_BATCH, Progress, is_bundle_path
+
+# A live PyTorch run of the recorded checkpoint must reproduce the golden logits this closely,
+# or the checkpoint changed after export and cannot be the reference.
+_LIVE_MIN_AGREEMENT = 0.99
+_LIVE_MIN_COSINE = 0.9999
+
+
+def torch_available() -> bool:
+    """Whether torch can be imported here, without importing it."""
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):  # a blocked or broken installation
+        return False
+
+
+def reference_runtime() -> str:
+    """The runtime that runs a checkpoint: the registry's one baseline (non-deploy) backend."""
+    from edgecnn.backends import backends
+
+    (baseline,) = [b.name for b in backends() if not b.deploy]
+    return baseline
+
+
+def is_reference_runtime(runtime: str) -> bool:
+    """Whether `runtime` runs checkpoints, i.e. is the reference itself rather than an artifact's."""
+    from edgecnn.backends import get_backend
+
+    return not get_backend(runtime).deploy
+
+
+def _live_logits(checkpoint: Path, inputs: np.ndarray, *, threads: int, batch: int, input_shape,
+                 progress: Progress | None = None) -> np.ndarray:
+    options = {"precision": "fp32", **({"input_shape": list(input_shape)} if input_shape else {})}
+    logits, _ = run_logits(reference_runtime(), checkpoint, inputs, threads=threads, batch=batch, options=options,
+                           label="pytorch reference", progress=progress)
+    return logits
+
+
+def resolve_reference(samples: Samples, checkpoint: Path | None, *, threads: int, batch: int = DEFAULT_BATCH,
+                      input_shape: tuple[int, int, int] | None = None, live: bool = True,
+                      progress: Progress | None = None) -> None:
+    """Fill `samples.reference_logits`: PyTorch live when possible, else the golden logits.
+
+    A live run that does not reproduce the golden logits means the checkpoint changed after
+    export; the golden logits (what the artifacts were exported from) are then the reference.
+    """
+    reason = None
+    if not live:
+        reason = "--reference-source golden"
+    elif checkpoint is None:
+        reason = "the bundle records no checkpoint that exists here"
+    elif not torch_available():
+        reason = "torch is not installed here"
+    if reason is None:
+        try:
+            live_logits = _live_logits(checkpoint, samples.inputs, threads=threads, batch=batch,
+                                       input_shape=input_shape, progress=progress)
+        except MissingDependencyError:
+            reason = "torch cannot be imported here"
+        else:
+            if samples.golden_logits is not None and not matches_golden(live_logits, samples.golden_logits):
+                samples.notes.append(
+                    f"the checkpoint {checkpoint} no longer reproduces the golden logits recorded at export "
+                    "(changed since?): the golden logits are the reference"
+                )
+            else:
+                samples.reference_logits, samples.reference_source = live_logits, REFERENCE_LIVE
+                return
+    if samples.golden_logits is None:
+        raise BadInputError(
+            f"no PyTorch reference for {samples.source} ({reason}): verify on the bundle's golden set "
+            "(omit --data), or run where torch and the checkpoint are (pass --reference CHECKPOINT)"
+        )
+    if reason is not None and reason != "--reference-source golden" and checkpoint is not None:
+        samples.notes.append(f"reference: the golden logits ({reason})")
+    samples.reference_logits, samples.reference_source = samples.golden_logits, REFERENCE_GOLDEN
+
+
+def matches_golden(live: np.ndarray, golden: np.ndarray) -> bool:
+    """Whether a live run reproduces the golden logits (the checkpoint is still the exported model)."""
+    if live.shape != golden.shape:
+        return False
+    parity = compare_logits(golden, live)
+    return parity.top1_agreement >= _LIVE_MIN_AGREEMENT and parity.cosine >= _LIVE_MIN_COSINE
+
+
+def cross_check_live(checkpoint: Path, golden: Mapping[str, np.ndarray], *, threads: int, input_shape) -> None:
+    """With --data, the live reference must still be the exported model: compare it on the golden set."""
+    live = _live_logits(checkpoint, golden["inputs"], threads=threads, batch=DEFAULT_BATCH, input_shape=input_shape)
+    if not matches_golden(live, golden["logits"]):
+        raise BadInputError(
+            f"the checkpoint {checkpoint} does not reproduce this bundle's golden logits: it changed after "
+            "export, so it is no reference for these artifacts (re-export, or verify on the golden set "
+            "with --reference-source golden)"
+        )
+
+
+def reference_checkpoint(reference) -> Path | None:
+    """--reference as a checkpoint file (or a folder with model.pt), None for anything else."""
+    if reference is None:
+        return None
+    path = Path(reference).expanduser()
+    if is_bundle_path(path) and (path.name == "manifest.json" or (path / "manifest.json").is_file()):
+        return None
+    if path.is_dir():
+        path = path / "model.pt"
+    if path.suffix == ".npz":
+        return None
+    if not path.is_file():
+        raise BadInputError(f"--reference {reference}: no such checkpoint")
+    return path
+
+
+def checkpoint_metadata(reference: Path) -> tuple[Path, dict]:
+    """(checkpoint file, its metadata); needs torch (a checkpoint is a torch file)."""
+    path = reference_checkpoint(reference)
+    if not torch_available():
+        raise MissingDependencyError("torch", "torch", "reading the --reference checkpoint")
+    from edgecnn.checkpoint import read_checkpoint
+
+    return path, read_checkpoint(path)
+
+
+__all__ = ["checkpoint_metadata", "cross_check_live", "is_reference_runtime", "matches_golden",
+           "reference_checkpoint", "reference_runtime", "resolve_reference", "torch_available"]

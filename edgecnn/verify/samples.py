@@ -1,0 +1,145 @@
+"""The samples verify runs: the bundle's golden set, or a --data test split checked to be the model's data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from edgecnn.errors import BadInputError
+
+
+@dataclass
+class Samples:
+    """Preprocessed inputs, their labels and the reference logits on them."""
+
+    inputs: np.ndarray
+    labels: np.ndarray | None  # None when they mean nothing (a noise golden set, other data)
+    source: str  # "golden" or "data:SPEC"
+    golden_logits: np.ndarray | None = None  # when the inputs are the golden set
+    reference_logits: np.ndarray | None = None
+    reference_source: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def golden_samples(golden: Mapping[str, np.ndarray], limit: int | None, *,
+                   labels_meaningful: bool = True) -> Samples:
+    """The golden set as Samples (at most `limit`); BadInputError when it is malformed."""
+    inputs, labels, logits = (np.asarray(golden[k]) for k in ("inputs", "labels", "logits"))
+    if inputs.ndim != 4 or logits.ndim != 2 or not (len(inputs) == len(labels) == len(logits)) or len(inputs) == 0:
+        raise BadInputError(
+            f"the golden set is malformed (inputs {list(inputs.shape)}, labels {list(labels.shape)}, "
+            f"logits {list(logits.shape)}): re-export the bundle"
+        )
+    if limit is not None:
+        inputs, labels, logits = inputs[:limit], labels[:limit], logits[:limit]
+    # The exporter stores -1 where a label means nothing (noise, or data the model was not trained on).
+    meaningful = labels_meaningful and bool(np.all(labels >= 0))
+    return Samples(inputs=np.ascontiguousarray(inputs, dtype=np.float32),
+                   labels=labels.astype(np.int64) if meaningful else None,
+                   source="golden", golden_logits=logits.astype(np.float32))
+
+
+def read_golden_file(path: Path) -> dict[str, np.ndarray]:
+    """A bare golden .npz (--reference golden.npz), checked to hold every golden key."""
+    from edgecnn.bundle import GOLDEN_KEYS
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in GOLDEN_KEYS if k not in data.files]
+            if missing:
+                raise BadInputError(f"{path} lacks {', '.join(missing)}: not an edgecnn golden set")
+            return {k: np.asarray(data[k]) for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise BadInputError(f"cannot read {path} as a golden set: {exc}") from None
+
+
+def golden_labels_meaningful(bundle) -> bool:
+    """False when the exporter recorded that the golden labels mean nothing (noise inputs)."""
+    golden = bundle.manifest.get("golden")
+    return not isinstance(golden, dict) or golden.get("labels_meaningful", True) is not False
+
+
+def manifest_seed(manifest: Mapping[str, Any]) -> int:
+    """The split seed the model was trained with (so --data's test split is really held out)."""
+    model = manifest.get("model") or {}
+    for holder in (model, model.get("metrics") or {}, manifest.get("data") or {}):
+        value = holder.get("seed") if isinstance(holder, dict) else None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return 0
+
+
+def class_count_of(bundle, golden: Mapping[str, np.ndarray] | None = None) -> int | None:
+    """How many classes the bundle's model predicts, from whatever the manifest records."""
+    if bundle.class_names:
+        return len(bundle.class_names)
+    model = bundle.manifest.get("model") or {}
+    if isinstance(model.get("num_classes"), int):
+        return int(model["num_classes"])
+    if golden is not None:
+        return int(np.asarray(golden["logits"]).shape[1])
+    return None
+
+
+def data_mismatches(preprocess, dataset, num_classes: int | None) -> list[str]:
+    """Why `dataset` (fed through `preprocess`) is not the data the model was exported for; [] when it is.
+
+    Checked: class count; class names; image size (the preprocessing never shrinks the training
+    data, so a bundle input smaller than the data's images means other data); and, for a model
+    normalised with its training data's statistics, those statistics measured on this data.
+    """
+    problems = []
+    if num_classes is not None and dataset.num_classes != num_classes:
+        problems.append(f"class count: the model predicts {num_classes} classes, the data has {dataset.num_classes}")
+    names = tuple(getattr(preprocess, "class_names", ()) or ())
+    if names and len(names) == dataset.num_classes and tuple(dataset.class_names) != names:
+        shown = lambda values: ", ".join(list(values)[:4]) + (", ..." if len(values) > 4 else "")  # noqa: E731
+        problems.append(f"class names: the model's are [{shown(names)}], the data's [{shown(dataset.class_names)}]")
+    if preprocess is None:
+        return problems
+    if dataset.image_size > preprocess.size:
+        problems.append(
+            f"size: the model takes {preprocess.size}x{preprocess.size}, the data's images are "
+            f"{dataset.image_size} px (training never shrinks its data)"
+        )
+    if preprocess.normalization == "dataset" and len(dataset.train):
+        from edgecnn.data import dataset_statistics
+
+        mean, std = dataset_statistics(dataset.train.images, preprocess)
+        # Same data, another copy or seed: equal to ~1e-3. Other data: off by tenths.
+        if max(abs(a - b) for a, b in zip(mean, preprocess.mean)) > 0.02 or \
+                max(abs(a - b) for a, b in zip(std, preprocess.std)) > 0.02:
+            problems.append(
+                f"mean/std: the model was normalised with mean {_fmt_list(preprocess.mean)} std "
+                f"{_fmt_list(preprocess.std)} ({preprocess.channels} channel(s)), this data gives mean "
+                f"{_fmt_list(mean)} std {_fmt_list(std)}"
+            )
+    return problems
+
+
+def _fmt_list(values) -> str:
+    return "[" + ", ".join(f"{float(v):.3f}" for v in values) + "]"
+
+
+def load_data_samples(data: str, preprocess, *, num_classes: int | None, data_root=None, seed: int = 0,
+                      limit: int | None = None) -> Samples:
+    """The test split of a data SPEC, preprocessed as the model expects; BadInputError on a mismatch."""
+    from edgecnn.data import load_data, preprocessed_split
+
+    if preprocess is None:
+        raise BadInputError("--data needs the model's preprocessing, and the bundle records none: re-export it")
+    dataset = load_data(data, data_root=data_root, seed=seed)
+    problems = data_mismatches(preprocess, dataset, num_classes)
+    if problems:
+        raise BadInputError(f"--data {data} does not match the model's preprocessing: {'; '.join(problems)}")
+    inputs, labels = preprocessed_split(dataset, "test", preprocess, limit=limit, seed=seed)
+    if len(labels) == 0:
+        raise BadInputError(f"--data {data} has an empty test split")
+    return Samples(inputs=inputs, labels=labels, source=f"data:{data}")
+
+
+__all__ = ["Samples", "class_count_of", "data_mismatches", "golden_labels_meaningful", "golden_samples",
+           "load_data_samples", "manifest_seed", "read_golden_file"]
