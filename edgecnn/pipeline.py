@@ -64,6 +64,35 @@ def export_bundle(request: ExportRequest, stage: Stage | None = None) -> ExportR
         raise BadInputError("--calib-size and --golden-size must be at least 1")
 
     stage(f"loading {request.source}")
+    loaded, preprocess = _load_source(request, profile)
+    precision, fallback_note = _precision_with_data(request, profile, precision, loaded)
+
+    stage("preparing calibration and golden data")
+    data = model_data(loaded, preprocess, request, needs_calibration=precision == "int8")
+    warnings = ([fallback_note] if fallback_note else []) + list(data.warnings)
+    if not loaded.accuracy_meaningful:
+        warnings.append(f"{loaded.name} has random weights: latency is real, accuracy means nothing")
+
+    stage("computing PyTorch fp32 reference logits")
+    from edgecnn.backends.torch.reference import torch_logits
+
+    reference = torch_logits(loaded.model, data.golden_inputs)
+    with writer:
+        context = BuildContext(loaded=loaded, preprocess=preprocess, profile=profile, precision=precision,
+                               request=request, data=data, reference=reference, writer=writer,
+                               scratch=writer.scratch, stage=stage, warnings=warnings)
+        profile.backend.build_step()(context)
+        write_golden(writer.path(GOLDEN_NAME), data.golden_inputs, data.golden_labels, reference)
+        stage("writing the bundle")
+        writer.commit(_manifest(context))
+    for finish in context.deferred:
+        finish(request.out)
+    return ExportReport(bundle=load_bundle(request.out), profile=profile, precision=precision, rows=context.rows,
+                        warnings=warnings, next_steps=context.next_steps, seconds=time.perf_counter() - started)
+
+
+def _load_source(request: ExportRequest, profile: DeviceProfile):
+    """(loaded model, its preprocessing with --input-size applied), checked against the profile's limits."""
     from edgecnn.checkpoint import load_model
 
     loaded = load_model(request.source, weights=request.weights, state_dict=request.state_dict)
@@ -78,82 +107,67 @@ def export_bundle(request: ExportRequest, stage: Stage | None = None) -> ExportR
     if preprocess.size > profile.max_size:
         raise BadInputError(f"input size {preprocess.size} exceeds the {profile.name} profile's "
                             f"max_size {profile.max_size}: pass a smaller --input-size or another target")
-    input_shape = preprocess.input_shape
+    return loaded, preprocess
 
-    fallback_note = None
+
+def _precision_with_data(request: ExportRequest, profile: DeviceProfile, precision: str, loaded):
+    """(precision, note): a profile's int8 default falls back when the model has no calibration data."""
     has_data = bool(request.calib_data or (loaded.checkpoint or {}).get("data"))
-    if request.precision is None and precision == "int8" and not has_data:
-        # The profile prefers int8, but int8 needs real calibration images and this model has
-        # none: take the best precision that needs none rather than refuse a plain command.
-        precision = "fp16" if "fp16" in profile.precisions else "fp32"
-        fallback_note = (f"{profile.name} defaults to int8, which needs calibration images; built {precision} "
-                         "instead (pass --calib-data SPEC, or export a checkpoint trained with edgecnn train, "
-                         "for int8)")
+    if request.precision is not None or precision != "int8" or has_data:
+        return precision, None
+    # The profile prefers int8, but int8 needs real calibration images and this model has
+    # none: take the best precision that needs none rather than refuse a plain command.
+    precision = "fp16" if "fp16" in profile.precisions else "fp32"
+    return precision, (f"{profile.name} defaults to int8, which needs calibration images; built {precision} "
+                       "instead (pass --calib-data SPEC, or export a checkpoint trained with edgecnn train, "
+                       "for int8)")
 
-    stage("preparing calibration and golden data")
-    data = model_data(loaded, preprocess, request, needs_calibration=precision == "int8")
-    warnings = ([fallback_note] if fallback_note else []) + list(data.warnings)
-    if not loaded.accuracy_meaningful:
-        warnings.append(f"{loaded.name} has random weights: latency is real, accuracy means nothing")
 
-    stage("computing PyTorch fp32 reference logits")
-    from edgecnn.backends.torch.reference import torch_logits
+def _manifest(ctx: BuildContext) -> dict[str, Any]:
+    """The bundle's manifest.json, from what the build recorded."""
+    loaded, data, profile = ctx.loaded, ctx.data, ctx.profile
+    return {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": _model_record(loaded),
+        "target": profile.name,
+        "profile": profile.to_dict(),
+        "precision": ctx.precision,
+        "input": {"shape": list(ctx.preprocess.input_shape), "layout": "NCHW", "dtype": "float32",
+                  "batch": "dynamic"},
+        "preprocess": ctx.preprocess.to_dict(),
+        "artifacts": [entry.to_dict() for entry in ctx.entries],
+        "golden": {
+            "path": GOLDEN_NAME,
+            "sha256": file_sha256(ctx.writer.path(GOLDEN_NAME)),
+            "samples": int(len(data.golden_inputs)),
+            "source": data.golden_source,
+            "labels_meaningful": data.labels_meaningful,
+            "reference": "pytorch fp32",
+            "reference_top1": top1(ctx.reference, data.golden_labels) if data.labels_meaningful else None,
+        },
+        "calibration": ctx.calibration_record(),
+        "fusion": ctx.fusion,
+        "tools": tool_versions(),
+        "host": {"platform": platform.platform(), "machine": platform.machine(), "python": platform.python_version()},
+        "warnings": ctx.warnings,
+        "next_steps": ctx.next_steps,
+        **ctx.extra_manifest,
+    }
 
-    reference = torch_logits(loaded.model, data.golden_inputs)
-    golden_top1 = top1(reference, data.golden_labels) if data.labels_meaningful else None
 
-    with writer:
-        context = BuildContext(loaded=loaded, preprocess=preprocess, profile=profile, precision=precision,
-                           request=request, data=data, reference=reference, writer=writer,
-                           scratch=writer.scratch, stage=stage, warnings=warnings)
-        profile.backend.build_step()(context)
-
-        write_golden(writer.path(GOLDEN_NAME), data.golden_inputs, data.golden_labels, reference)
-        manifest = {
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "model": {
-                "name": loaded.name,
-                "family": loaded.spec.family,
-                "num_classes": loaded.num_classes,
-                "source": loaded.provenance.get("source"),
-                "weights": loaded.provenance.get("weights"),
-                # Absolute, so bench/verify find it from any working directory.
-                "checkpoint": str(Path(loaded.provenance["path"]).resolve()) if loaded.provenance.get("path") else None,
-                "accuracy_meaningful": loaded.accuracy_meaningful,
-                "metrics": _checkpoint_metrics(loaded),
-            },
-            "target": profile.name,
-            "profile": profile.to_dict(),
-            "precision": precision,
-            "input": {"shape": list(input_shape), "layout": "NCHW", "dtype": "float32", "batch": "dynamic"},
-            "preprocess": preprocess.to_dict(),
-            "artifacts": [entry.to_dict() for entry in context.entries],
-            "golden": {
-                "path": GOLDEN_NAME,
-                "sha256": file_sha256(writer.path(GOLDEN_NAME)),
-                "samples": int(len(data.golden_inputs)),
-                "source": data.golden_source,
-                "labels_meaningful": data.labels_meaningful,
-                "reference": "pytorch fp32",
-                "reference_top1": golden_top1,
-            },
-            "calibration": context.calibration_record(),
-            "fusion": context.fusion,
-            "tools": tool_versions(),
-            "host": {"platform": platform.platform(), "machine": platform.machine(),
-                     "python": platform.python_version()},
-            "warnings": warnings,
-            "next_steps": context.next_steps,
-            **context.extra_manifest,
-        }
-        stage("writing the bundle")
-        writer.commit(manifest)
-    for finish in context.deferred:
-        finish(request.out)
-    bundle = load_bundle(request.out)
-    return ExportReport(bundle=bundle, profile=profile, precision=precision, rows=context.rows,
-                        warnings=warnings, next_steps=context.next_steps,
-                        seconds=time.perf_counter() - started)
+def _model_record(loaded) -> dict[str, Any]:
+    path = loaded.provenance.get("path")
+    return {
+        "name": loaded.name,
+        "family": loaded.spec.family,
+        "num_classes": loaded.num_classes,
+        "source": loaded.provenance.get("source"),
+        "weights": loaded.provenance.get("weights"),
+        # Absolute, so bench/verify find it from any working directory.
+        "checkpoint": str(Path(path).resolve()) if path else None,
+        "accuracy_meaningful": loaded.accuracy_meaningful,
+        "metrics": _checkpoint_metrics(loaded),
+    }
 
 
 def _checkpoint_metrics(loaded) -> dict:

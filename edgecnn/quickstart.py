@@ -96,12 +96,39 @@ def run_quickstart(settings: QuickstartSettings, step: Callable[[str], None] | N
     """Run every stage; raise CheckFailedError at the end when any artifact failed verify."""
     step = step or (lambda message: None)
     started = time.perf_counter()
+    run_dir = _fresh_run_dir(settings)
+    targets = _chosen_targets(settings, step)
+
+    step(f"1/5 training {settings.model} on {settings.data}")
+    from edgecnn.train import TrainConfig, train
+
+    trained = train(TrainConfig(model=settings.model, data=settings.data, out_dir=str(run_dir / "model"),
+                                epochs=settings.epochs, seed=settings.seed, data_root=settings.data_root,
+                                threads=settings.threads), progress=True)
+    write_model_card(run_dir, trained.checkpoint, trained.metrics)
+    bundles = _export_all(settings, trained.checkpoint, targets, run_dir, step)
+    failures = _verify_all(settings, bundles, run_dir, step)
+    _bench_all(settings, bundles, trained.checkpoint, run_dir, step)
+
+    step("5/5 writing the report")
+    from edgecnn.report import summary_rows, write_report
+
+    report_path = write_report(run_dir)
+    return QuickstartResult(run_dir=run_dir, report=report_path, rows=summary_rows(run_dir), failures=failures,
+                            seconds=time.perf_counter() - started)
+
+
+def _fresh_run_dir(settings: QuickstartSettings) -> Path:
     run_dir = Path(settings.out)
     if run_dir.exists() and any(run_dir.iterdir()):
         if not settings.force:
             raise BadInputError(f"{run_dir} already holds a run: pass --force to replace it, or --out another folder")
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _chosen_targets(settings: QuickstartSettings, step: Callable[[str], None]) -> list[str]:
     targets, skipped = available_targets()
     if settings.targets:
         unknown = [t for t in settings.targets if t not in targets]
@@ -110,33 +137,29 @@ def run_quickstart(settings: QuickstartSettings, step: Callable[[str], None] | N
         targets = list(settings.targets)
     for reason in skipped:
         step(f"skipping {reason}")
+    return targets
 
-    # 1. train
-    step(f"1/5 training {settings.model} on {settings.data}")
-    from edgecnn.train import TrainConfig, train
 
-    trained = train(TrainConfig(model=settings.model, data=settings.data, out_dir=str(run_dir / "model"),
-                                epochs=settings.epochs, seed=settings.seed, data_root=settings.data_root,
-                                threads=settings.threads), progress=True)
-    checkpoint = trained.checkpoint
-    write_model_card(run_dir, checkpoint, trained.metrics)
-
-    # 2. export
+def _export_all(settings: QuickstartSettings, checkpoint: Path, targets: list[str], run_dir: Path,
+                step: Callable[[str], None]) -> dict[str, Path]:
     from edgecnn.pipeline import ExportRequest, export_bundle
 
     bundles: dict[str, Path] = {}
     for index, target in enumerate(targets, 1):
         precision = _precision_for(target, settings.precision)
         step(f"2/5 exporting {target} ({index}/{len(targets)}): fp32 + {precision}")
-        out = run_dir / "bundles" / target
-        report = export_bundle(ExportRequest(source=str(checkpoint), target=target, out=out,
+        report = export_bundle(ExportRequest(source=str(checkpoint), target=target, out=run_dir / "bundles" / target,
                                              precision=precision, data_root=settings.data_root,
                                              seed=settings.seed), stage=lambda message: None)
         bundles[target] = report.bundle.root
         for line in report.warnings:
             step(f"   warning ({target}): {line}")
+    return bundles
 
-    # 3. verify (every artifact against PyTorch; the full test split of the training data)
+
+def _verify_all(settings: QuickstartSettings, bundles: dict[str, Path], run_dir: Path,
+                step: Callable[[str], None]) -> list[str]:
+    """Every artifact against PyTorch on the full test split of the training data; the failed targets."""
     verify_results, failures = [], []
     for target, bundle in bundles.items():
         step(f"3/5 verifying {target}")
@@ -148,9 +171,15 @@ def run_quickstart(settings: QuickstartSettings, step: Callable[[str], None] | N
         if code == 1:
             failures.append(target)
     _write(run_dir / "verify.json", {"results": verify_results})
+    return failures
 
-    # 4. bench (each artifact in its own process; PyTorch eager as the baseline)
-    bench_results = []
+
+def _bench_all(settings: QuickstartSettings, bundles: dict[str, Path], checkpoint: Path, run_dir: Path,
+               step: Callable[[str], None]) -> None:
+    """Each artifact in its own process, and PyTorch eager as the baseline."""
+    from edgecnn.backends import backends
+
+    results = []
     common = ["--warmup", str(BENCH_WARMUP), "--min-time", str(settings.bench_min_time_s), "--batch", "1"]
     if settings.threads:
         common += ["--threads", str(settings.threads)]
@@ -160,20 +189,13 @@ def run_quickstart(settings: QuickstartSettings, step: Callable[[str], None] | N
         step(f"4/5 benchmarking {target}")
         payload, _ = _run_json(["bench", str(bundle), *common], run_dir / "bench" / f"{target}.json")
         payload["target"] = target
-        bench_results.append(payload)
+        results.append(payload)
     step("4/5 benchmarking the PyTorch eager baseline")
-    payload, _ = _run_json(["bench", str(checkpoint), "--runtime", "torch", *common], run_dir / "bench" / "pytorch.json")
+    baseline = next(b.name for b in backends() if not b.deploy)
+    payload, _ = _run_json(["bench", str(checkpoint), "--runtime", baseline, *common], run_dir / "bench" / "pytorch.json")
     payload["target"] = "pytorch"
-    bench_results.append(payload)
-    _write(run_dir / "bench.json", {"results": bench_results})
-
-    # 5. report
-    step("5/5 writing the report")
-    from edgecnn.report import summary_rows, write_report
-
-    report_path = write_report(run_dir)
-    return QuickstartResult(run_dir=run_dir, report=report_path, rows=summary_rows(run_dir), failures=failures,
-                            seconds=time.perf_counter() - started)
+    results.append(payload)
+    _write(run_dir / "bench.json", {"results": results})
 
 
 def write_model_card(run_dir: Path, checkpoint: Path, metrics: dict) -> Path:

@@ -42,6 +42,9 @@ class Backend:
     precisions: tuple[str, ...] = ("fp32",)  # what its build step can produce
     build: str | None = None  # "module:function" (BuildContext) -> None; None: not an export target
     quantizer: str | None = None  # "module:function" of its INT8 quantizer
+    # "module:function" (model_file, out_file, images, *, method, symmetric) -> one-line summary: the
+    # quantizer `edgecnn quantize` runs on a file of another artifact's format (ONNX -> this backend's file)
+    file_quantizer: str | None = None
     applied_keys: tuple[str, ...] = ()  # runner settings bench shows, in reading order
     static_batch: bool = False  # artifacts bake their batch in: verify runs batch 1
     order: int = 100  # position in tables (report, devices, bench)
@@ -71,6 +74,11 @@ class Backend:
         if self.quantizer is None:
             raise BadInputError(f"{self.label} has no INT8 quantizer")
         return _load(self.quantizer)
+
+    def file_quantize_step(self) -> Callable[..., str]:
+        if self.file_quantizer is None:
+            raise BadInputError(f"edgecnn quantize cannot write {self.label} files ({', '.join(self.suffixes)})")
+        return _load(self.file_quantizer)
 
 
 _REGISTRY: dict[str, Backend] = {}

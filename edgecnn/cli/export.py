@@ -39,6 +39,7 @@ def _progress_stage():
 @app.command("export")
 @handle_errors
 def export_command(
+    *,
     source: str = typer.Argument(..., help="Zoo model name (see `edgecnn models`) or a checkpoint (model.pt or its folder)."),
     target: str = typer.Option(..., "--target", "-t", help="Device profile (see `edgecnn devices`) or a .toml file."),
     precision: Optional[str] = typer.Option(None, "--precision", "-p", help="fp32, fp16 or int8 (default: the profile's)."),
@@ -57,9 +58,11 @@ def export_command(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the export report as JSON."),
 ) -> None:
     """Export a model for one device: ONNX, fusion, INT8, the target's format, a verified bundle."""
+    from edgecnn.atomic import check_output_path
     from edgecnn.pipeline import ExportRequest, export_bundle
     from edgecnn.profiles import load_profile
 
+    check_output_path(json_path, option="--json")
     _note_alias(source)
     profile = load_profile(target)
     if out is None:
@@ -127,6 +130,7 @@ def print_export_report(report) -> None:
 @app.command("quantize")
 @handle_errors
 def quantize_command(
+    *,
     model: Path = typer.Argument(..., help="An fp32 ONNX model (e.g. a bundle's onnx/model.fp32.onnx)."),
     calib_data: str = typer.Option(..., "--calib-data", help="Data SPEC for calibration (digits, idx:DIR, imagefolder:DIR, ...)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output file: .onnx (ONNX Runtime QDQ) or .xml (OpenVINO NNCF)."),
@@ -142,29 +146,28 @@ def quantize_command(
     from edgecnn.data import calibration_images, load_data
     from edgecnn.errors import BadInputError
 
+    from edgecnn.backends import get_backend, runtime_for_path
+
     if not model.is_file():
         raise BadInputError(f"not found: {model}")
     if out.exists() and not force:
         raise BadInputError(f"{out} already exists: pass --force to replace it")
-    if out.suffix not in (".onnx", ".xml"):
-        raise BadInputError(f"--out must end in .onnx (ONNX Runtime) or .xml (OpenVINO), got {out.name}")
+    writable = [b for b in backends_with_file_quantizer()]
+    if out.suffix.lower() not in {s for b in writable for s in b.suffixes}:
+        choices = " or ".join(f"{b.suffixes[0]} ({b.label})" for b in writable)
+        raise BadInputError(f"--out must end in {choices}, got {out.name}")
+    quantize_file = get_backend(runtime_for_path(out)).file_quantize_step()
     preprocess = _preprocess_for(model, like)
     dataset = load_data(calib_data, data_root=data_root, seed=seed)
     images, _ = calibration_images(dataset, preprocess, n=calib_size, seed=seed)
     note(f"calibrating on {len(images)} images of {calib_data}, preprocessed to {list(preprocess.input_shape)}")
-    if out.suffix == ".onnx":
-        from edgecnn.backends.onnxruntime.quantize import quantize_onnx_int8
+    console.print(quantize_file(model, out, images, method=method, symmetric=symmetric))
 
-        result = quantize_onnx_int8(model, out, images, method=method, symmetric=symmetric)
-        console.print(f"wrote {out}: {result.node_count_before} -> {result.node_count_after} nodes, "
-                      f"{result.activation_type} activations, {result.weight_type} per-channel weights, "
-                      f"{result.calibration_method} calibration on {result.calibration_size} images")
-    else:
-        from edgecnn.backends.openvino.quantize import quantize_openvino_int8
 
-        result = quantize_openvino_int8(model, out, images)
-        console.print(f"wrote {out}: {result.fake_quantize_nodes} FakeQuantize nodes, NNCF {result.preset} preset, "
-                      f"{result.calibration_size} calibration images")
+def backends_with_file_quantizer():
+    from edgecnn.backends import backends
+
+    return [b for b in backends(deploy_only=True) if b.file_quantizer]
 
 
 def _preprocess_for(model: Path, like: Optional[Path]):
@@ -192,11 +195,14 @@ def _preprocess_for(model: Path, like: Optional[Path]):
 @app.command("devices")
 @handle_errors
 def devices_command(
+    *,
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the profiles as JSON."),
 ) -> None:
     """List the device profiles (export targets): runtime, precisions, threads, limits."""
+    from edgecnn.atomic import check_output_path
     from edgecnn.profiles import list_profiles
 
+    check_output_path(json_path, option="--json")
     profiles = list_profiles()
     table = Table(title="edgecnn device profiles (devices/*.toml)")
     for column in ("target", "runtime", "precisions", "default", "threads", "opset", "max input", "description"):

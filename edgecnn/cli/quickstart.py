@@ -14,6 +14,7 @@ from edgecnn.cli._common import console, handle_errors, note
 @app.command("quickstart")
 @handle_errors
 def quickstart_command(
+    *,
     model: str = typer.Option("mobilenet_v2", "--model", help="Zoo model to train and deploy."),
     data: str = typer.Option("digits", "--data", help="Data SPEC (digits is bundled with scikit-learn: offline)."),
     out: Path = typer.Option(Path("runs/quickstart"), "--out", "-o", help="Run folder."),

@@ -14,6 +14,7 @@ BACKEND = register(Backend(
     precisions=("fp32", "int8"),
     build="edgecnn.backends.onnxruntime.build:build",
     quantizer="edgecnn.backends.onnxruntime.quantize:quantize_onnx_int8",
+    file_quantizer="edgecnn.backends.onnxruntime.build:quantize_file",
     applied_keys=("intra_op_num_threads", "inter_op_num_threads", "graph_optimization_level", "execution_mode"),
     tools=("onnxruntime",),
     order=10,

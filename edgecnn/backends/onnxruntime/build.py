@@ -28,3 +28,13 @@ def build(ctx: "BuildContext") -> None:
                                               "reduce_range": q.reduce_range}
     ctx.add([int8_path], format="onnx", runtime="onnxruntime", precision="int8", seconds=seconds,
             quantization="static QDQ", nodes=q.node_count_after)
+
+
+def quantize_file(model, out, images, *, method: str = "minmax", symmetric: bool = False) -> str:
+    """`edgecnn quantize MODEL.onnx --out X.onnx`: static QDQ int8; returns what was written."""
+    from edgecnn.backends.onnxruntime.quantize import quantize_onnx_int8
+
+    result = quantize_onnx_int8(model, out, images, method=method, symmetric=symmetric)
+    return (f"wrote {out}: {result.node_count_before} -> {result.node_count_after} nodes, "
+            f"{result.activation_type} activations, {result.weight_type} per-channel weights, "
+            f"{result.calibration_method} calibration on {result.calibration_size} images")

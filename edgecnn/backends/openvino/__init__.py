@@ -14,6 +14,7 @@ BACKEND = register(Backend(
     precisions=("fp32", "fp16", "int8"),
     build="edgecnn.backends.openvino.build:build",
     quantizer="edgecnn.backends.openvino.quantize:quantize_openvino_int8",
+    file_quantizer="edgecnn.backends.openvino.build:quantize_file",
     applied_keys=("INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT", "PERFORMANCE_HINT", "NUM_STREAMS"),
     tools=("openvino", "nncf"),
     order=20,

@@ -36,3 +36,15 @@ def _quantize(ctx: "BuildContext", xml) -> tuple[float, dict]:
     q, seconds = timed(lambda: quantize_openvino_int8(fp32_xml, xml, ctx.data.calibration))
     ctx.calibration_details["openvino"] = {"preset": q.preset, "fake_quantize_nodes": q.fake_quantize_nodes}
     return seconds, {"quantization": "NNCF post-training", "fake_quantize_nodes": q.fake_quantize_nodes}
+
+
+def quantize_file(model, out, images, *, method: str = "minmax", symmetric: bool = False) -> str:
+    """`edgecnn quantize MODEL.onnx --out X.xml`: NNCF post-training int8 IR; returns what was written.
+
+    NNCF chooses its own ranges and symmetry (the mixed preset), so `method` and `symmetric` do not apply.
+    """
+    from edgecnn.backends.openvino.quantize import quantize_openvino_int8
+
+    result = quantize_openvino_int8(model, out, images)
+    return (f"wrote {out}: {result.fake_quantize_nodes} FakeQuantize nodes, NNCF {result.preset} preset, "
+            f"{result.calibration_size} calibration images")
