@@ -70,11 +70,6 @@ class DeviceProfile:
     def format(self) -> str:
         return self.backend.format
 
-    @property
-    def tensorrt(self) -> dict:
-        """The TensorRT [tensorrt] table (older name of `settings`, kept for TensorRT code)."""
-        return self.settings
-
     def to_dict(self) -> dict[str, Any]:
         """What the bundle manifest records (bench reads `threads` from it)."""
         payload = {

@@ -451,9 +451,9 @@ def test_tensorrt_profiles():
     assert {p.name for p in trt} >= {"jetson", "jetson-orin-nano", "jetson-orin-nx", "jetson-agx-orin",
                                      "jetson-nano", "cuda"}
     for profile in trt:
-        batch = profile.tensorrt["batch"]
+        batch = profile.settings["batch"]
         assert 1 <= batch["min"] <= batch["opt"] <= batch["max"] <= profile.max_batch, profile.name
-        assert profile.tensorrt["tensorrt"] and profile.tensorrt["workspace_mb"] > 0
+        assert profile.settings["tensorrt"] and profile.settings["workspace_mb"] > 0
     assert load_profile("jetson-agx-orin").tensorrt["dla"] is True
     assert load_profile("jetson-orin-nano").tensorrt["dla"] is False
     nano = load_profile("jetson-nano")

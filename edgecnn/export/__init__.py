@@ -1,4 +1,4 @@
-"""Exporters, one module per format (onnx, openvino, tflite, tensorrt).
+"""Exporters shared by every backend: PyTorch -> ONNX (the graph most runtimes build from).
 
 Import the submodule you need; this package imports nothing heavy.
 """

@@ -148,6 +148,83 @@ def _atomic_target(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
+def _check_request(torch, model, input_shape, opset) -> tuple[tuple[int, int, int], int]:
+    """Refuse a bad shape, an opset the exporter lacks or a non-module; (C, H, W), max opset."""
+    input_shape = _check_input_shape(input_shape)
+    max_opset = _max_opset()
+    if not isinstance(opset, int) or not MIN_OPSET <= opset <= max_opset:
+        raise BadInputError(
+            f"opset {opset!r} is not supported: choose one from {MIN_OPSET} to {max_opset}"
+        )
+    if not isinstance(model, torch.nn.Module):
+        raise BadInputError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    return input_shape, max_opset
+
+
+def _example_tensor(torch, model, sample, input_shape):
+    """The tracing example as a tensor on the model's device."""
+    example = _example_batch(sample, input_shape)
+    try:
+        device = next(model.parameters()).device
+    except StopIteration:
+        device = torch.device("cpu")
+    return torch.from_numpy(example).to(device)
+
+
+def _torch_export(torch, model, example_tensor, tmp: Path, *, opset: int, max_opset: int) -> float:
+    """torch.onnx.export (TorchScript exporter) to `tmp`; seconds taken. Failures say why."""
+    started = time.perf_counter()
+    with _eval_mode(model), warnings.catch_warnings(), torch.inference_mode(False):
+        for pattern in _EXPORTER_NOISE:
+            warnings.filterwarnings("ignore", message=pattern)
+        try:
+            torch.onnx.export(
+                model,
+                (example_tensor,),
+                str(tmp),
+                dynamo=False,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                opset_version=opset,
+                dynamic_axes={INPUT_NAME: {0: BATCH_DIM}, OUTPUT_NAME: {0: BATCH_DIM}},
+                do_constant_folding=True,
+                training=torch.onnx.TrainingMode.EVAL,
+            )
+        except Exception as exc:  # the exporter raises many unrelated types
+            full = disk_full_cause(exc)
+            if full is not None:  # a full disk is not an opset problem
+                raise disk_full_error(full, str(tmp.parent)) from exc
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise OnnxExportError(
+                f"torch.onnx.export failed at opset {opset}: {first_line[:300]} "
+                f"(an operator this opset lacks? try a newer opset, up to {max_opset})"
+            ) from exc
+    return time.perf_counter() - started
+
+
+def _slim(onnx, exported, notes: list[str]) -> tuple[Any, float]:
+    """onnxslim's graph (checked), or `exported` with a note if onnxslim fails; seconds taken."""
+    onnxslim = require("onnxslim", "export", "ONNX graph slimming")
+    started = time.perf_counter()
+    slimmed = onnxslim.slim(exported)
+    slim_s = time.perf_counter() - started
+    if slimmed is None:  # onnxslim returns None when its own check fails
+        notes.append("onnxslim failed its own check; the unslimmed graph is kept")
+        return exported, slim_s
+    _check_model(onnx, slimmed, "after onnxslim")
+    return slimmed, slim_s
+
+
+def _check_folded(nodes_after: dict[str, int]) -> None:
+    leftover = nodes_after.get("BatchNormalization", 0)
+    if leftover:
+        raise FusionError(
+            f"{leftover} BatchNormalization node(s) remain after export and slimming: a "
+            "BatchNorm that does not directly follow a convolution or linear layer cannot "
+            "be folded; move it after a conv, or fold it into the next layer by hand"
+        )
+
+
 def export_onnx(
     model,
     input_shape: tuple[int, int, int],
@@ -165,21 +242,9 @@ def export_onnx(
     import torch
 
     onnx = require("onnx", "export", "ONNX export")
-    input_shape = _check_input_shape(input_shape)
-    max_opset = _max_opset()
-    if not isinstance(opset, int) or not MIN_OPSET <= opset <= max_opset:
-        raise BadInputError(
-            f"opset {opset!r} is not supported: choose one from {MIN_OPSET} to {max_opset}"
-        )
-    if not isinstance(model, torch.nn.Module):
-        raise BadInputError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    input_shape, max_opset = _check_request(torch, model, input_shape, opset)
     path = Path(path)
-    example = _example_batch(sample, input_shape)
-    try:
-        device = next(model.parameters()).device
-    except StopIteration:
-        device = torch.device("cpu")
-    example_tensor = torch.from_numpy(example).to(device)
+    example_tensor = _example_tensor(torch, model, sample, input_shape)
     batchnorm_modules = sum(
         isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()
     )
@@ -187,60 +252,14 @@ def export_onnx(
     tmp = _atomic_target(path)
     notes: list[str] = []
     try:
-        started = time.perf_counter()
-        with _eval_mode(model), warnings.catch_warnings(), torch.inference_mode(False):
-            for pattern in _EXPORTER_NOISE:
-                warnings.filterwarnings("ignore", message=pattern)
-            try:
-                torch.onnx.export(
-                    model,
-                    (example_tensor,),
-                    str(tmp),
-                    dynamo=False,
-                    input_names=[INPUT_NAME],
-                    output_names=[OUTPUT_NAME],
-                    opset_version=opset,
-                    dynamic_axes={INPUT_NAME: {0: BATCH_DIM}, OUTPUT_NAME: {0: BATCH_DIM}},
-                    do_constant_folding=True,
-                    training=torch.onnx.TrainingMode.EVAL,
-                )
-            except Exception as exc:  # the exporter raises many unrelated types
-                full = disk_full_cause(exc)
-                if full is not None:  # a full disk is not an opset problem
-                    raise disk_full_error(full, str(tmp.parent)) from exc
-                first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise OnnxExportError(
-                    f"torch.onnx.export failed at opset {opset}: {first_line[:300]} "
-                    f"(an operator this opset lacks? try a newer opset, up to {max_opset})"
-                ) from exc
-        export_s = time.perf_counter() - started
-
+        export_s = _torch_export(torch, model, example_tensor, tmp, opset=opset, max_opset=max_opset)
         exported = onnx.load(str(tmp))
         _check_model(onnx, exported, "as exported by torch")
         nodes_before = op_counts(exported)
-
-        slim_s = 0.0
-        final = exported
-        if slim:
-            onnxslim = require("onnxslim", "export", "ONNX graph slimming")
-            started = time.perf_counter()
-            slimmed = onnxslim.slim(exported)
-            slim_s = time.perf_counter() - started
-            if slimmed is None:  # onnxslim returns None when its own check fails
-                notes.append("onnxslim failed its own check; the unslimmed graph is kept")
-            else:
-                final = slimmed
-                _check_model(onnx, final, "after onnxslim")
+        final, slim_s = _slim(onnx, exported, notes) if slim else (exported, 0.0)
         nodes_after = op_counts(final)
-
         _check_io(final, input_shape)
-        leftover = nodes_after.get("BatchNormalization", 0)
-        if leftover:
-            raise FusionError(
-                f"{leftover} BatchNormalization node(s) remain after export and slimming: a "
-                "BatchNorm that does not directly follow a convolution or linear layer cannot "
-                "be folded; move it after a conv, or fold it into the next layer by hand"
-            )
+        _check_folded(nodes_after)
         if final is not exported:
             onnx.save(final, str(tmp))
         os.replace(tmp, path)

@@ -77,7 +77,7 @@ def write_device_readme(bundle_root: str | os.PathLike, *, model_name: str, prof
     """Write the bundle's README.md: what to copy, what to run on the device, in order."""
     root = Path(bundle_root)
     name = bundle_name or _final_name(root)
-    trt = profile.tensorrt or {}
+    trt = profile.settings or {}
     versions = ", ".join(f"JetPack {v}" for v in trt.get("jetpack", [])) or "a CUDA machine"
     engines = "\n".join(f"- `{p.engine}`: {p.precision}, from `{p.source}`" for p in plans) or "- (none planned)"
     dla = ("\nThis board has DLA: add `--dla-core 0` to either build command to run the layers DLA supports "
@@ -196,7 +196,7 @@ def prepare_tensorrt_bundle(bundle_root: str | os.PathLike, fp32_onnx: str | os.
     script = write_build_script(root, plans, profile)
     name = bundle_name or _final_name(root)
     readme = write_device_readme(root, model_name=model_name, profile=profile, plans=plans, bundle_name=name)
-    written_for = {k: profile.tensorrt[k] for k in ("jetpack", "tensorrt", "l4t") if k in profile.tensorrt}
+    written_for = {k: profile.settings[k] for k in ("jetpack", "tensorrt", "l4t") if k in profile.settings}
     section = {"engines": [p.to_dict() for p in plans], "build_script": BUILD_SCRIPT_NAME,
                "timing_cache": TIMING_CACHE, **trt_settings(profile), "written_for": written_for}
     messages = [

@@ -8,14 +8,13 @@ fp16 graph and int8 from the Q/DQ graph alone. Imports only numpy and edgecnn's 
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from edgecnn.atomic import write_bytes_atomic, write_text_atomic
+from edgecnn.atomic import write_bytes_atomic, write_json_atomic
 from edgecnn.backends.tensorrt.plans import trt_settings
 from edgecnn.backends.tensorrt.provenance import (
     machine_provenance,
@@ -97,7 +96,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, p
             write_bytes_atomic(cache_path, bytes(cache.serialize()))
     provenance = _provenance(trt, source, precision=precision, dla_core=dla_core, workspace_mb=workspace,
                              batch_range=batch_range, strongly_typed=strongly_typed, build_s=build_s)
-    write_text_atomic(provenance_path(engine_path), json.dumps(provenance, indent=2) + "\n")
+    write_json_atomic(provenance_path(engine_path), provenance)
     return EngineBuildResult(path=engine_path, precision=precision, source=source, provenance=provenance,
                              build_s=build_s)
 
@@ -244,5 +243,5 @@ def register_engines(bundle_root: str | os.PathLike, results: Sequence[EngineBui
         entries = [e for e in entries if e.get("path") != new.path] + [new.to_dict()]
     manifest["artifacts"] = entries
     path = root / MANIFEST_NAME
-    write_text_atomic(path, json.dumps(manifest, indent=2) + "\n")
+    write_json_atomic(path, manifest)
     return path

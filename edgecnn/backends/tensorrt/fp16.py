@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.backends.tensorrt.graph import save_model
+from edgecnn.backends.tensorrt.graph import rename_inputs, save_model
 from edgecnn.errors import require
 
 _FLOAT, _FLOAT16 = 1, 10  # onnx.TensorProto data types
@@ -65,10 +65,7 @@ def _halve_constants(graph: Any, numpy_helper: Any) -> None:
 def _cast_input(graph: Any, graph_input: Any, helper: Any) -> Any:
     """Readers of a float32 input read its fp16 cast instead; returns the Cast."""
     half = f"{graph_input.name}__fp16"
-    for node in graph.node:
-        for index, name in enumerate(node.input):
-            if name == graph_input.name:
-                node.input[index] = half
+    rename_inputs(graph.node, {graph_input.name: half})
     return helper.make_node("Cast", [graph_input.name], [half], to=_FLOAT16, name=f"{graph_input.name}_to_fp16")
 
 
@@ -79,7 +76,5 @@ def _cast_output(graph: Any, graph_output: Any, helper: Any) -> Any:
         for index, name in enumerate(node.output):
             if name == graph_output.name:
                 node.output[index] = half
-        for index, name in enumerate(node.input):
-            if name == graph_output.name:
-                node.input[index] = half
+    rename_inputs(graph.node, {graph_output.name: half})
     return helper.make_node("Cast", [half], [graph_output.name], to=_FLOAT, name=f"{graph_output.name}_to_fp32")

@@ -48,7 +48,7 @@ class EnginePlan:
 
 def trt_settings(profile: "DeviceProfile") -> dict[str, Any]:
     """The profile's [tensorrt] table with defaults: batch range (within max_batch), workspace, DLA."""
-    settings = dict(profile.tensorrt or {})
+    settings = dict(profile.settings or {})
     batch = {**DEFAULT_BATCH, **dict(settings.get("batch") or {})}
     batch["max"] = min(int(batch["max"]), int(profile.max_batch))
     batch["min"] = max(1, min(int(batch["min"]), batch["max"]))

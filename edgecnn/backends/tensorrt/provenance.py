@@ -8,11 +8,11 @@ the runner and `edgecnn build` compare it with this machine and refuse a mismatc
 from __future__ import annotations
 
 import importlib
-import json
 import re
 from pathlib import Path
 from typing import Any
 
+from edgecnn.atomic import read_json
 from edgecnn.backends.tensorrt.cuda import CudaRuntime, import_cudart
 from edgecnn.errors import BadInputError, MissingDependencyError
 
@@ -130,9 +130,9 @@ def read_provenance(engine_path: str | Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        payload = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadInputError(f"{path} is not valid JSON ({exc}): {REBUILD_HINT}") from None
+        payload = read_json(path, what="engine provenance")
+    except BadInputError as exc:
+        raise BadInputError(f"{exc}: {REBUILD_HINT}") from None
     if not isinstance(payload, dict):
         raise BadInputError(f"{path} must hold a JSON object: {REBUILD_HINT}")
     return payload
