@@ -58,17 +58,25 @@ def write_json_atomic(path: str | Path, payload: Any) -> Path:
     return write_text_atomic(path, json.dumps(payload, indent=2, default=json_default) + "\n")
 
 
-def read_json(path: str | Path, *, what: str = "JSON file") -> Any:
-    """Parse a JSON file; a missing or malformed one is a BadInputError naming it."""
+def read_json(path: str | Path, *, what: str = "JSON file", hint: str = "", expect: type | None = None) -> Any:
+    """Parse a JSON file; missing, malformed or (with `expect`) of the wrong kind: a BadInputError naming it.
+
+    `hint` is the fix appended to the message (e.g. "rebuild on this device: edgecnn build BUNDLE").
+    """
     from edgecnn.errors import BadInputError
 
     path = Path(path)
+    suffix = f": {hint}" if hint else ""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        payload = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise BadInputError(f"{what} {path} not found") from None
+        raise BadInputError(f"{what} {path} not found{suffix}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadInputError(f"{what} {path} cannot be read as JSON: {exc}") from None
+        raise BadInputError(f"{what} {path} cannot be read as JSON: {exc}{suffix}") from None
+    if expect is not None and not isinstance(payload, expect):
+        kind = "a JSON object" if expect is dict else f"JSON of type {expect.__name__}"
+        raise BadInputError(f"{path} must hold {kind}{suffix}")
+    return payload
 
 
 def check_output_path(path: str | Path | None, *, option: str = "output") -> Path | None:

@@ -446,7 +446,7 @@ def test_tensorrt_profiles():
 
     jetson = load_profile("jetson")
     assert jetson.alias_of == "jetson-orin-nano" and jetson.runtime == "tensorrt"
-    assert jetson.tensorrt == load_profile("jetson-orin-nano").tensorrt
+    assert jetson.settings == load_profile("jetson-orin-nano").settings
     trt = [p for p in list_profiles() if p.runtime == "tensorrt"]
     assert {p.name for p in trt} >= {"jetson", "jetson-orin-nano", "jetson-orin-nx", "jetson-agx-orin",
                                      "jetson-nano", "cuda"}
@@ -454,8 +454,8 @@ def test_tensorrt_profiles():
         batch = profile.settings["batch"]
         assert 1 <= batch["min"] <= batch["opt"] <= batch["max"] <= profile.max_batch, profile.name
         assert profile.settings["tensorrt"] and profile.settings["workspace_mb"] > 0
-    assert load_profile("jetson-agx-orin").tensorrt["dla"] is True
-    assert load_profile("jetson-orin-nano").tensorrt["dla"] is False
+    assert load_profile("jetson-agx-orin").settings["dla"] is True
+    assert load_profile("jetson-orin-nano").settings["dla"] is False
     nano = load_profile("jetson-nano")
     assert nano.default_precision == "fp16" and "int8" not in nano.precisions
     with pytest.raises(BadInputError, match="does not support int8.*Maxwell"):

@@ -116,13 +116,7 @@ def load_run(run_dir: str | Path) -> RunData:
 
 
 def _read_object(path: Path) -> dict:
-    try:
-        payload = read_json(path, what="run file")
-    except BadInputError as exc:
-        raise BadInputError(f"{exc}: re-run edgecnn quickstart") from None
-    if not isinstance(payload, dict):
-        raise BadInputError(f"{path} must hold a JSON object")
-    return payload
+    return read_json(path, what="run file", hint="re-run edgecnn quickstart", expect=dict)
 
 
 def _results(path: Path) -> list[dict]:

@@ -129,13 +129,7 @@ def read_provenance(engine_path: str | Path) -> dict[str, Any] | None:
     path = provenance_path(engine_path)
     if not path.is_file():
         return None
-    try:
-        payload = read_json(path, what="engine provenance")
-    except BadInputError as exc:
-        raise BadInputError(f"{exc}: {REBUILD_HINT}") from None
-    if not isinstance(payload, dict):
-        raise BadInputError(f"{path} must hold a JSON object: {REBUILD_HINT}")
-    return payload
+    return read_json(path, what="engine provenance", hint=REBUILD_HINT, expect=dict)
 
 
 def rebuild_hint(engine_path: str | Path) -> str:
