@@ -136,8 +136,20 @@ def _functions():
                 yield f"{name}.{node.name}:{node.lineno}", node
 
 
+def _body_lines(node) -> int:
+    """Lines from the first statement after the docstring to the end.
+
+    The signature is left out: a Typer command declares one option per line there, which is a table
+    of options, not logic to hold in one's head.
+    """
+    body = node.body
+    if len(body) > 1 and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
+        body = body[1:]
+    return node.end_lineno - body[0].lineno + 1
+
+
 def test_no_function_is_too_long():
-    long = {where: n for where, node in _functions() if (n := node.end_lineno - node.lineno + 1) > MAX_FUNCTION_LINES}
+    long = {where: n for where, node in _functions() if (n := _body_lines(node)) > MAX_FUNCTION_LINES}
     assert not long, long
 
 
