@@ -15,6 +15,7 @@ from edgecnn.cli._common import console, handle_errors, note, write_json
 @app.command("eval")
 @handle_errors
 def eval_command(
+    *,
     source: str = typer.Argument(..., help="A checkpoint (model.pt or its folder) or a model NAME."),
     data: Optional[str] = typer.Option(None, "--data", help="Data SPEC \\[default: the checkpoint's own data]."),
     split: str = typer.Option("test", "--split", help="test, val or train."),

@@ -15,6 +15,7 @@ from edgecnn.cli._common import console, handle_errors, note
 @app.command("train")
 @handle_errors
 def train_command(
+    *,
     name: str = typer.Argument(..., help="Model name or alias (see `edgecnn models`)."),
     data: str = typer.Option(..., "--data", help="Data SPEC: digits, mnist, fashion-mnist, cifar10, idx:DIR, imagefolder:DIR."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs (default: the model's recipe, e.g. mobilenet_v2 15, else 30)."),

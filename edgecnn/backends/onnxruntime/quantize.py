@@ -146,6 +146,163 @@ def _chunk_batches(n_batches: int, batch_size: int) -> int:
     return max(d for d in range(1, min(target, n_batches) + 1) if n_batches % d == 0)
 
 
+@dataclass(frozen=True)
+class _Options:
+    """The validated quantization options of one `quantize_onnx_int8` call."""
+
+    method: str
+    symmetric: bool
+    per_channel: bool
+    activation_type: str
+    weight_type: str
+    reduce_range: bool
+    percentile: float
+
+    def result_fields(self) -> dict[str, Any]:
+        """The options as `OrtInt8Result` records them."""
+        fields = asdict(self)
+        fields["calibration_method"] = fields.pop("method")
+        del fields["percentile"]
+        return fields
+
+
+def _check_options(
+    *,
+    method: str,
+    symmetric: bool,
+    per_channel: bool,
+    activation_type: str | None,
+    weight_type: str | None,
+    reduce_range: bool,
+    percentile: float,
+    batch_size: int,
+) -> _Options:
+    """Refuse unknown methods/types and out-of-range numbers; fill in the default types."""
+    method = method.lower()
+    if method not in CALIBRATION_METHODS:
+        raise BadInputError(
+            f"unknown calibration method {method!r}: choose one of {', '.join(CALIBRATION_METHODS)}"
+        )
+    if symmetric:
+        if activation_type not in (None, "QInt8") or weight_type not in (None, "QInt8"):
+            raise BadInputError("symmetric (TensorRT) quantization uses QInt8 activations and weights")
+        activation_type = weight_type = "QInt8"
+    activation_type = activation_type or DEFAULT_ACTIVATION_TYPE
+    weight_type = weight_type or DEFAULT_WEIGHT_TYPE
+    for label, value in (("activation", activation_type), ("weight", weight_type)):
+        if value not in _QUANT_TYPES:
+            raise BadInputError(
+                f"unknown {label} type {value!r}: choose one of {', '.join(_QUANT_TYPES)}"
+            )
+    if not 0 < percentile <= 100:
+        raise BadInputError(f"percentile must be in (0, 100], got {percentile}")
+    if batch_size < 1:
+        raise BadInputError(f"calibration batch size must be at least 1, got {batch_size}")
+    return _Options(
+        method=method,
+        symmetric=symmetric,
+        per_channel=per_channel,
+        activation_type=activation_type,
+        weight_type=weight_type,
+        reduce_range=reduce_range,
+        percentile=percentile,
+    )
+
+
+def _calibration_batch_size(onnx_path: Path, dims: tuple, images: np.ndarray, batch_size: int) -> int:
+    """Check the images fit the model's input; the batch size calibration will feed it."""
+    expected = tuple(dims[1:])
+    if len(dims) != 4 or any(
+        want is not None and want != got for want, got in zip(expected, images.shape[1:])
+    ):
+        raise BadInputError(
+            f"calibration data has shape (C, H, W) = {tuple(images.shape[1:])} but "
+            f"{onnx_path.name} takes {expected}: bring it to the model's input size and preprocessing"
+        )
+    if dims[0] is not None:
+        batch_size = dims[0]  # a model exported with a fixed batch takes only that batch
+        if len(images) % batch_size:
+            raise BadInputError(
+                f"{onnx_path.name} has a fixed batch of {batch_size}; give a multiple of "
+                f"{batch_size} calibration images (got {len(images)})"
+            )
+        return batch_size
+    # Equal batches: the histogram calibrators stack a chunk's outputs into one array.
+    return max(d for d in range(1, min(batch_size, len(images)) + 1) if len(images) % d == 0)
+
+
+def _prepare(onnx_path: Path, prepared: Path, *, preprocess: bool) -> float:
+    """Write the graph quantize_static will read (pre-processed or a copy); seconds taken."""
+    started = time.perf_counter()
+    if preprocess:
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=False)
+    else:
+        prepared.write_bytes(onnx_path.read_bytes())
+    return time.perf_counter() - started
+
+
+def _extra_options(options: _Options, *, n_batches: int, batch_size: int) -> dict[str, Any]:
+    extra: dict[str, Any] = {"CalibStridedMinMax": _chunk_batches(n_batches, batch_size)}
+    if options.method == "percentile":
+        extra["CalibPercentile"] = options.percentile
+    if options.symmetric:
+        extra.update(
+            ActivationSymmetric=True,
+            WeightSymmetric=True,
+            # TensorRT wants float biases: it folds them into its own int8 kernels.
+            QuantizeBias=False,
+        )
+    return extra
+
+
+def _quantize_static_quietly(
+    quantization, prepared: Path, output: Path, *, reader, options: _Options, batch_size: int
+) -> float:
+    """Calibrate and quantize `prepared` into `output`, muting ORT's chatter; seconds taken."""
+    calibrate_method = {
+        "minmax": quantization.CalibrationMethod.MinMax,
+        "entropy": quantization.CalibrationMethod.Entropy,
+        "percentile": quantization.CalibrationMethod.Percentile,
+    }[options.method]
+    extra_options = _extra_options(options, n_batches=len(reader), batch_size=batch_size)
+    # quantize_static logs a pre-processing hint and per-tensor chatter at INFO/WARNING.
+    quant_logger = logging.getLogger("onnxruntime.quantization")
+    started = time.perf_counter()
+    previous_level = quant_logger.level
+    quant_logger.setLevel(logging.ERROR)
+    # The histogram calibrators print() their progress; stdout belongs to the CLI's output
+    # (progress bars go to stderr), so those lines are dropped.
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantization.quantize_static(
+                str(prepared),
+                str(output),
+                reader,
+                quant_format=quantization.QuantFormat.QDQ,
+                per_channel=options.per_channel,
+                reduce_range=options.reduce_range,
+                activation_type=getattr(quantization.QuantType, options.activation_type),
+                weight_type=getattr(quantization.QuantType, options.weight_type),
+                calibrate_method=calibrate_method,
+                extra_options=extra_options,
+            )
+    finally:
+        quant_logger.setLevel(previous_level)
+    return time.perf_counter() - started
+
+
+def _publish(source: Path, output_path: Path) -> None:
+    """Same filesystem as the destination, then rename: no half-written model is ever seen."""
+    staged = output_path.with_name(f".{output_path.name}.{os.getpid()}.tmp")
+    try:
+        staged.write_bytes(source.read_bytes())
+        os.replace(staged, output_path)
+    finally:
+        staged.unlink(missing_ok=True)
+
+
 def quantize_onnx_int8(
     onnx_path: str | os.PathLike,
     output_path: str | os.PathLike,
@@ -169,132 +326,40 @@ def quantize_onnx_int8(
     """
     onnx = require("onnx", "export", "ONNX INT8 quantization")
     quantization = require("onnxruntime.quantization", "export", "ONNX INT8 quantization")
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     onnx_path, output_path = Path(onnx_path), Path(output_path)
     if not onnx_path.is_file():
         raise BadInputError(f"ONNX model not found: {onnx_path}")
-    method = method.lower()
-    if method not in CALIBRATION_METHODS:
-        raise BadInputError(
-            f"unknown calibration method {method!r}: choose one of {', '.join(CALIBRATION_METHODS)}"
-        )
-    if symmetric:
-        if activation_type not in (None, "QInt8") or weight_type not in (None, "QInt8"):
-            raise BadInputError("symmetric (TensorRT) quantization uses QInt8 activations and weights")
-        activation_type = weight_type = "QInt8"
-    activation_type = activation_type or DEFAULT_ACTIVATION_TYPE
-    weight_type = weight_type or DEFAULT_WEIGHT_TYPE
-    for label, value in (("activation", activation_type), ("weight", weight_type)):
-        if value not in _QUANT_TYPES:
-            raise BadInputError(
-                f"unknown {label} type {value!r}: choose one of {', '.join(_QUANT_TYPES)}"
-            )
-    if not 0 < percentile <= 100:
-        raise BadInputError(f"percentile must be in (0, 100], got {percentile}")
-    if batch_size < 1:
-        raise BadInputError(f"calibration batch size must be at least 1, got {batch_size}")
-
+    options = _check_options(
+        method=method, symmetric=symmetric, per_channel=per_channel,
+        activation_type=activation_type, weight_type=weight_type, reduce_range=reduce_range,
+        percentile=percentile, batch_size=batch_size,
+    )
     input_name, dims = _input_spec(onnx, onnx_path)
-    expected = tuple(dims[1:])
     images = check_samples(calibration_batches)
-    if len(dims) != 4 or any(
-        want is not None and want != got for want, got in zip(expected, images.shape[1:])
-    ):
-        raise BadInputError(
-            f"calibration data has shape (C, H, W) = {tuple(images.shape[1:])} but "
-            f"{onnx_path.name} takes {expected}: bring it to the model's input size and preprocessing"
-        )
-    if dims[0] is not None:
-        batch_size = dims[0]  # a model exported with a fixed batch takes only that batch
-        if len(images) % batch_size:
-            raise BadInputError(
-                f"{onnx_path.name} has a fixed batch of {batch_size}; give a multiple of "
-                f"{batch_size} calibration images (got {len(images)})"
-            )
-    else:
-        # Equal batches: the histogram calibrators stack a chunk's outputs into one array.
-        batch_size = max(d for d in range(1, min(batch_size, len(images)) + 1) if len(images) % d == 0)
+    batch_size = _calibration_batch_size(onnx_path, dims, images, batch_size)
 
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    # quantize_static logs a pre-processing hint and per-tensor chatter at INFO/WARNING.
-    quant_logger = logging.getLogger("onnxruntime.quantization")
     with tempfile.TemporaryDirectory(prefix="edgecnn-ortq-") as workdir:
-        work = Path(workdir)
-        prepared = work / "prepared.onnx"
-        started = time.perf_counter()
-        if preprocess:
-            quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=False)
-        else:
-            prepared.write_bytes(onnx_path.read_bytes())
-        preprocess_s = time.perf_counter() - started
+        prepared, quantized = Path(workdir) / "prepared.onnx", Path(workdir) / "quantized.onnx"
+        preprocess_s = _prepare(onnx_path, prepared, preprocess=preprocess)
         nodes_before = op_counts(prepared)
-
         reader = _calibration_reader(
             quantization.CalibrationDataReader, input_name, images, batch_size, progress
         )
-        extra_options: dict[str, Any] = {
-            "CalibStridedMinMax": _chunk_batches(len(reader), batch_size),
-        }
-        if method == "percentile":
-            extra_options["CalibPercentile"] = percentile
-        if symmetric:
-            extra_options.update(
-                ActivationSymmetric=True,
-                WeightSymmetric=True,
-                # TensorRT wants float biases: it folds them into its own int8 kernels.
-                QuantizeBias=False,
-            )
-        calibrate_method = {
-            "minmax": quantization.CalibrationMethod.MinMax,
-            "entropy": quantization.CalibrationMethod.Entropy,
-            "percentile": quantization.CalibrationMethod.Percentile,
-        }[method]
-        tmp_out = work / "quantized.onnx"
-        started = time.perf_counter()
-        previous_level = quant_logger.level
-        quant_logger.setLevel(logging.ERROR)
-        # The histogram calibrators print() their progress; stdout belongs to the CLI's output
-        # (progress bars go to stderr), so those lines are dropped.
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                quantization.quantize_static(
-                    str(prepared),
-                    str(tmp_out),
-                    reader,
-                    quant_format=quantization.QuantFormat.QDQ,
-                    per_channel=per_channel,
-                    reduce_range=reduce_range,
-                    activation_type=getattr(quantization.QuantType, activation_type),
-                    weight_type=getattr(quantization.QuantType, weight_type),
-                    calibrate_method=calibrate_method,
-                    extra_options=extra_options,
-                )
-        finally:
-            quant_logger.setLevel(previous_level)
-        quantize_s = time.perf_counter() - started
-        nodes_after = op_counts(tmp_out)
-        # Same filesystem as the destination, then rename: no half-written model is ever seen.
-        staged = output_path.with_name(f".{output_path.name}.{os.getpid()}.tmp")
-        try:
-            staged.write_bytes(tmp_out.read_bytes())
-            os.replace(staged, output_path)
-        finally:
-            staged.unlink(missing_ok=True)
+        quantize_s = _quantize_static_quietly(
+            quantization, prepared, quantized, reader=reader, options=options, batch_size=batch_size
+        )
+        nodes_after = op_counts(quantized)
+        _publish(quantized, output_path)
 
     return OrtInt8Result(
         path=output_path,
         source=onnx_path,
-        calibration_method=method,
         calibration_size=int(images.shape[0]),
-        activation_type=activation_type,
-        weight_type=weight_type,
-        per_channel=per_channel,
-        symmetric=symmetric,
-        reduce_range=reduce_range,
         nodes_before=nodes_before,
         nodes_after=nodes_after,
         preprocess_s=preprocess_s,
         quantize_s=quantize_s,
         bytes=output_path.stat().st_size,
+        **options.result_fields(),
     )

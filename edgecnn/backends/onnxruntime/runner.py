@@ -21,34 +21,22 @@ class OnnxRuntimeRunner(Runner):
         options = self._start_load(path, threads, batch, options)
         ort = require("onnxruntime", self.extra, "ONNX Runtime artifacts")
         self.version = ort.__version__
-
-        session_options = ort.SessionOptions()
-        # intra-op threads do the work of one inference; a CNN is a chain, so one inter-op
-        # thread and sequential execution avoid oversubscribing the cores.
-        session_options.intra_op_num_threads = self.threads
-        session_options.inter_op_num_threads = int(options.get("inter_op_threads", 1))
-        session_options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        level_name = str(options.get("graph_optimization", "all")).lower()
-        levels = {
-            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }
-        if level_name not in levels:
-            raise BadInputError(
-                f"graph_optimization must be one of {', '.join(levels)}, got {level_name!r}"
-            )
-        session_options.graph_optimization_level = levels[level_name]
+        session_options = _session_options(ort, threads=self.threads, options=options)
         providers = list(options.get("providers") or ["CPUExecutionProvider"])
-
         try:
             self.session = ort.InferenceSession(
                 str(self.path), sess_options=session_options, providers=providers
             )
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
             raise BadInputError(f"ONNX Runtime cannot load {self.path}: {exc}") from exc
+        self._read_io(options, batch=batch)
+        self.applied = self._applied()
+        self.binding = self.session.io_binding()
+        self._input: np.ndarray | None = None
+        return self
 
+    def _read_io(self, options: dict[str, Any], *, batch: int) -> None:
+        """Input/output names, fixed batch and (C, H, W) of the session; refuse a wrong batch."""
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
             raise BadInputError(f"{self.path.name} has {len(inputs)} inputs; edgecnn expects one image input")
@@ -68,17 +56,16 @@ class OnnxRuntimeRunner(Runner):
                 "(export with a dynamic batch axis)"
             )
 
+    def _applied(self) -> dict[str, Any]:
+        """The settings the session reports it runs with (not the ones asked for)."""
         applied = self.session.get_session_options()
-        self.applied = {
+        return {
             "intra_op_num_threads": applied.intra_op_num_threads,
             "inter_op_num_threads": applied.inter_op_num_threads,
             "graph_optimization_level": str(applied.graph_optimization_level).split(".")[-1],
             "execution_mode": str(applied.execution_mode).split(".")[-1],
             "providers": self.session.get_providers(),
         }
-        self.binding = self.session.io_binding()
-        self._input: np.ndarray | None = None
-        return self
 
     def bind(self, batch: np.ndarray) -> None:
         batch = self._check_batch(batch)
@@ -96,6 +83,30 @@ class OnnxRuntimeRunner(Runner):
     def close(self) -> None:
         self.binding = None
         self.session = None
+
+
+
+def _session_options(ort, *, threads: int, options: dict[str, Any]):
+    """SessionOptions for `threads` intra-op threads and the asked graph optimisation level."""
+    session_options = ort.SessionOptions()
+    # intra-op threads do the work of one inference; a CNN is a chain, so one inter-op
+    # thread and sequential execution avoid oversubscribing the cores.
+    session_options.intra_op_num_threads = threads
+    session_options.inter_op_num_threads = int(options.get("inter_op_threads", 1))
+    session_options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    level_name = str(options.get("graph_optimization", "all")).lower()
+    levels = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    if level_name not in levels:
+        raise BadInputError(
+            f"graph_optimization must be one of {', '.join(levels)}, got {level_name!r}"
+        )
+    session_options.graph_optimization_level = levels[level_name]
+    return session_options
 
 
 __all__ = ["OnnxRuntimeRunner"]

@@ -78,6 +78,74 @@ def _quiet_nncf():
             console.quiet = previous_quiet
 
 
+def _check_choices(preset: str, target_device: str) -> tuple[str, str]:
+    """The preset and target device, normalised; unknown ones refused."""
+    preset = preset.lower()
+    if preset not in PRESETS:
+        raise BadInputError(f"unknown NNCF preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    target_device = target_device.upper()
+    if target_device not in TARGET_DEVICES:
+        raise BadInputError(
+            f"unknown NNCF target device {target_device!r}: choose one of {', '.join(TARGET_DEVICES)}"
+        )
+    return preset, target_device
+
+
+def _calibration_size(model, model_path, images: np.ndarray, subset_size: int | None) -> int:
+    """Check the images fit the model's input; how many of them NNCF will use."""
+    shape = model.input(0).get_partial_shape()
+    expected = tuple(None if d.is_dynamic else d.get_length() for d in shape)
+    if len(expected) != 4 or any(
+        want is not None and want != got for want, got in zip(expected[1:], images.shape[1:])
+    ):
+        raise BadInputError(
+            f"calibration data has shape (C, H, W) = {tuple(images.shape[1:])} but "
+            f"{Path(model_path).name} takes {expected[1:]}: bring it to the model's input size "
+            "and preprocessing"
+        )
+    size = len(images) if subset_size is None else min(int(subset_size), len(images))
+    if size < 1:
+        raise BadInputError(f"subset size must be at least 1, got {subset_size}")
+    return size
+
+
+def _dataset(nncf, images: np.ndarray, size: int, progress: Progress | None):
+    """An nncf.Dataset over the first `size` images, reporting each one to `progress`."""
+    seen = 0
+
+    def one_image(index: int) -> np.ndarray:
+        # One image per item: NNCF counts subset_size in items, and warns that larger
+        # batches skew its per-sample statistics.
+        nonlocal seen
+        seen += 1
+        if progress is not None:
+            progress(min(seen, size), size)
+        return images[index : index + 1]
+
+    return nncf.Dataset(range(size), one_image)
+
+
+def _run_nncf(nncf, model, dataset, *, preset: str, target_device: str, size: int,
+              fast_bias_correction: bool) -> tuple[Any, float]:
+    """nncf.quantize with edgecnn's settings, quietly; the quantized model and seconds taken."""
+    started = time.perf_counter()
+    with _quiet_nncf():
+        quantized = nncf.quantize(
+            model,
+            dataset,
+            preset=getattr(nncf.QuantizationPreset, preset.upper()),
+            target_device=getattr(nncf.TargetDevice, target_device),
+            subset_size=size,
+            fast_bias_correction=fast_bias_correction,
+            # Weights in 7 bits on every layer (NNCF's default fixes only the first): x86 CPUs
+            # without VNNI (AVX2) sum u8*s8 pairs in int16 and saturate with 8-bit weights. The
+            # IR is deployed to CPUs we do not know. Measured here (AVX2-only EPYC), MobileNet v2
+            # on digits: first-layer-only 95.9 % top-1 vs 99.3 % fp32.
+            advanced_parameters=nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix.ENABLE),
+        )
+    return quantized, time.perf_counter() - started
+
+
 def quantize_openvino_int8(
     model_path: str | os.PathLike,
     xml_path: str | os.PathLike,
@@ -98,59 +166,21 @@ def quantize_openvino_int8(
     """
     with _quiet_nncf():  # importing nncf probes torch's C++ extension setup and logs about CUDA
         nncf = require("nncf", _EXTRA, "OpenVINO INT8 quantization")
-    preset = preset.lower()
-    if preset not in PRESETS:
-        raise BadInputError(f"unknown NNCF preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    target_device = target_device.upper()
-    if target_device not in TARGET_DEVICES:
-        raise BadInputError(
-            f"unknown NNCF target device {target_device!r}: choose one of {', '.join(TARGET_DEVICES)}"
-        )
-
+    preset, target_device = _check_choices(preset, target_device)
     model = read_model(model_path)
     images = check_samples(calibration_batches)
-    shape = model.input(0).get_partial_shape()
-    expected = tuple(None if d.is_dynamic else d.get_length() for d in shape)
-    if len(expected) != 4 or any(
-        want is not None and want != got for want, got in zip(expected[1:], images.shape[1:])
-    ):
-        raise BadInputError(
-            f"calibration data has shape (C, H, W) = {tuple(images.shape[1:])} but "
-            f"{Path(model_path).name} takes {expected[1:]}: bring it to the model's input size "
-            "and preprocessing"
-        )
-    size = len(images) if subset_size is None else min(int(subset_size), len(images))
-    if size < 1:
-        raise BadInputError(f"subset size must be at least 1, got {subset_size}")
-
-    seen = 0
-
-    def one_image(index: int) -> np.ndarray:
-        # One image per item: NNCF counts subset_size in items, and warns that larger
-        # batches skew its per-sample statistics.
-        nonlocal seen
-        seen += 1
-        if progress is not None:
-            progress(min(seen, size), size)
-        return images[index : index + 1]
+    size = _calibration_size(model, model_path, images, subset_size)
 
     ops_before = ov_op_counts(model)
-    started = time.perf_counter()
-    with _quiet_nncf():
-        quantized = nncf.quantize(
-            model,
-            nncf.Dataset(range(size), one_image),
-            preset=getattr(nncf.QuantizationPreset, preset.upper()),
-            target_device=getattr(nncf.TargetDevice, target_device),
-            subset_size=size,
-            fast_bias_correction=fast_bias_correction,
-            # Weights in 7 bits on every layer (NNCF's default fixes only the first): x86 CPUs
-            # without VNNI (AVX2) sum u8*s8 pairs in int16 and saturate with 8-bit weights. The
-            # IR is deployed to CPUs we do not know. Measured here (AVX2-only EPYC), MobileNet v2
-            # on digits: first-layer-only 95.9 % top-1 vs 99.3 % fp32.
-            advanced_parameters=nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix.ENABLE),
-        )
-    quantize_s = time.perf_counter() - started
+    quantized, quantize_s = _run_nncf(
+        nncf,
+        model,
+        _dataset(nncf, images, size, progress),
+        preset=preset,
+        target_device=target_device,
+        size=size,
+        fast_bias_correction=fast_bias_correction,
+    )
     # Weights are int8 already; keeping the rest fp32 keeps the quantization scales exact.
     xml, bin_ = save_ir(quantized, Path(xml_path), compress_to_fp16=False)
     ops_after = ov_op_counts(quantized)
