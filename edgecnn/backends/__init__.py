@@ -50,6 +50,8 @@ class Backend:
     order: int = 100  # position in tables (report, devices, bench)
     deploy: bool = True  # False for the PyTorch eager baseline: never a target
     built_on_device: bool = False  # the final artifact is built on the device (TensorRT engines)
+    # "module:function" (bundle_path, *, precision, dla_core, force, note) -> report: `edgecnn build`
+    device_build: str | None = None
     host_target: str | None = None  # the profile quickstart builds for it on a host
     build_modules: tuple[str, ...] = ()  # Python modules its build step needs on the host
     profile_table: str | None = None  # a [table] of backend-specific settings in its profiles
@@ -74,6 +76,11 @@ class Backend:
         if self.quantizer is None:
             raise BadInputError(f"{self.label} has no INT8 quantizer")
         return _load(self.quantizer)
+
+    def device_build_step(self) -> Callable[..., Any]:
+        if self.device_build is None:
+            raise BadInputError(f"{self.label} artifacts are complete at export: there is nothing to build on the device")
+        return _load(self.device_build)
 
     def file_quantize_step(self) -> Callable[..., str]:
         if self.file_quantizer is None:

@@ -17,6 +17,7 @@ BACKEND = register(Backend(
     applied_keys=("api", "input_dtype", "gpu", "batch_range", "precision"),
     order=40,
     built_on_device=True,
+    device_build="edgecnn.backends.tensorrt.device_build:build_bundle_engines",
     build_modules=("onnxruntime",),
     host_target="jetson",
     profile_table="tensorrt",
