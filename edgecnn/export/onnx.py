@@ -10,7 +10,6 @@ Identity/Constant noise and fuses what is left (Conv+Add bias, Gemm, ...).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 import warnings
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.backends.torch.reference import eval_mode
 from edgecnn.compare import check_samples
 from edgecnn.errors import BadInputError, CheckFailedError, disk_full_cause, disk_full_error, require
 
@@ -133,15 +133,6 @@ def _example_batch(sample, input_shape) -> np.ndarray:
     return np.ascontiguousarray(array[:2])
 
 
-@contextlib.contextmanager
-def _eval_mode(model):
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
-
 
 def _atomic_target(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,7 +165,7 @@ def _example_tensor(torch, model, sample, input_shape):
 def _torch_export(torch, model, example_tensor, tmp: Path, *, opset: int, max_opset: int) -> float:
     """torch.onnx.export (TorchScript exporter) to `tmp`; seconds taken. Failures say why."""
     started = time.perf_counter()
-    with _eval_mode(model), warnings.catch_warnings(), torch.inference_mode(False):
+    with eval_mode(model), warnings.catch_warnings(), torch.inference_mode(False):
         for pattern in _EXPORTER_NOISE:
             warnings.filterwarnings("ignore", message=pattern)
         try:

@@ -20,6 +20,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from edgecnn.backends.torch.reference import eval_mode
 from edgecnn.atomic import write_bytes_atomic
 from edgecnn.backends.tflite.compat import graph_compatibility
 from edgecnn.backends.tflite.flatbuffer import TfliteGraph, describe_tflite, format_counts
@@ -185,7 +186,7 @@ def _convert(job: _Job) -> TfliteContent:
 
     litert_torch = require("litert_torch", "tflite", "TFLite export")
     sample_args = _sample_args(job)
-    with _eval_mode(job.model), _quiet_litert(), torch.inference_mode(False):
+    with eval_mode(job.model), _quiet_litert(), torch.inference_mode(False):
         try:
             if job.precision == "fp32":
                 return TfliteContent(bytes(litert_torch.convert(job.model, sample_args).model_content()), None)
@@ -267,12 +268,3 @@ def _quiet_litert() -> Iterator[None]:
         else:
             os.environ["LITERT_TORCH_SHOW_PROGRESS"] = saved
 
-
-@contextlib.contextmanager
-def _eval_mode(model) -> Iterator[Any]:
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
