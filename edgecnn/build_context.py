@@ -137,7 +137,8 @@ class BuildContext:
         self.stage(f"checking {what} against PyTorch on {len(self.reference)} samples")
         candidate, _ = run_logits(runtime, path, self.data.golden_inputs, threads=None,
                                   batch=batch if isinstance(batch, int) else PARITY_BATCH,
-                                  options={"input_shape": list(self.preprocess.input_shape)})
+                                  # the precision as bench and verify pass it, so the check runs the artifact as they do
+                                  options={"input_shape": list(self.preprocess.input_shape), "precision": precision})
         result = compare_logits(self.reference, candidate)
         parity = result.to_dict()
         if self.data.labels_meaningful:

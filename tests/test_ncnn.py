@@ -32,14 +32,52 @@ def _ok(result):
 
 
 @pytest.fixture(scope="module")
-def ncnn_bundle(lenet_checkpoint, tmp_path_factory):
-    """The digits-trained LeNet-5 exported for arm-ncnn at fp16 (so fp32 and fp16 artifacts)."""
+def digits_checkpoint(tmp_path_factory):
+    """A ResNet-18 trained on digits at 3x32x32 for a few seconds (about 96 % test accuracy).
+
+    Not the suite's LeNet-5: its partial C3 connections gather channels with index_select, which
+    pnnx has no ncnn layer for (the export refuses it; see the test below).
+    """
+    import torch
+    from torch import nn
+
+    from edgecnn.checkpoint import save_checkpoint
+    from edgecnn.preprocess import PreprocessSpec
+    from edgecnn.zoo import build_model
+    from export_helpers import digits
+
+    torch.manual_seed(0)
+    model = build_model("resnet18", num_classes=10)
+    train_x, train_y, _, _ = digits()
+    x, y = torch.from_numpy(train_x), torch.from_numpy(train_y)
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a second thread on a shared 2-core machine only waits
+    try:
+        model.train()
+        for _ in range(3):
+            for idx in torch.randperm(len(x), generator=generator).split(64):
+                optimiser.zero_grad()
+                nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+                optimiser.step()
+    finally:
+        torch.set_num_threads(threads)
+    preprocess = PreprocessSpec(size=32, channels=3, mean=(0.5,) * 3, std=(0.5,) * 3,
+                                class_names=tuple(str(i) for i in range(10)))
+    return save_checkpoint(tmp_path_factory.mktemp("resnet18-digits") / "resnet18.pt", arch="resnet18",
+                           state_dict=model.eval().state_dict(), preprocess=preprocess, data="digits", seed=0)
+
+
+@pytest.fixture(scope="module")
+def ncnn_bundle(digits_checkpoint, tmp_path_factory):
+    """The digits-trained ResNet-18 exported for arm-ncnn at fp16 (so fp32 and fp16 artifacts)."""
     from typer.testing import CliRunner
 
     from edgecnn.cli import app
 
-    out = tmp_path_factory.mktemp("ncnn") / "lenet-arm-ncnn"
-    _ok(CliRunner().invoke(app, ["export", str(lenet_checkpoint), "--target", "arm-ncnn", "--precision", "fp16",
+    out = tmp_path_factory.mktemp("ncnn") / "resnet18-arm-ncnn"
+    _ok(CliRunner().invoke(app, ["export", str(digits_checkpoint), "--target", "arm-ncnn", "--precision", "fp16",
                                  "--out", str(out)]))
     return out
 
@@ -64,7 +102,7 @@ def test_export_writes_fp32_and_fp16_ncnn_with_parity(ncnn_bundle):
     fp32, fp16 = bundle.artifacts
     for entry in bundle.artifacts:
         assert [f["path"].rsplit(".", 1)[1] for f in entry.files] == ["param", "bin"]
-        assert entry.extra["input"]["batch"] == 1
+        assert entry.input["batch"] == 1
         parity = entry.extra["parity"]
         assert parity["samples"] == manifest["golden"]["samples"] >= 200
         assert parity["top1_agreement"] >= (0.995 if entry.precision == "fp32" else 0.98)
@@ -75,7 +113,7 @@ def test_export_writes_fp32_and_fp16_ncnn_with_parity(ncnn_bundle):
     assert 0.4 < bins[1].stat().st_size / bins[0].stat().st_size < 0.6
     # pnnx folded the BatchNorms away; the .param says what input it takes.
     assert manifest["fusion"]["batchnorm_layers_after"] == 0
-    assert "0=32 1=32 2=1" in (bundle.root / fp32.path).read_text()
+    assert "0=32 1=32 2=3" in (bundle.root / fp32.path).read_text()
     assert manifest["tools"]["pnnx"] and manifest["tools"]["ncnn"]
 
 
@@ -89,7 +127,7 @@ def test_bench_and_verify_run_the_bundle_without_torch(ncnn_bundle, tmp_path):
     assert set(rows) == {"fp32", "fp16"}
     for precision, row in rows.items():
         assert row["runtime"] == "ncnn" and row["torch_imported"] is False and row["batch"] == 1
-        assert row["input_shape"] == [1, 1, 32, 32] and row["latency_ms"]["p50"] > 0
+        assert row["input_shape"] == [1, 3, 32, 32] and row["latency_ms"]["p50"] > 0
         assert row["applied"]["num_threads"] == 1
         assert row["applied"]["use_fp16_arithmetic"] is (precision == "fp16")
 
@@ -108,13 +146,13 @@ def test_runner_applies_threads_and_fp16_per_precision(ncnn_bundle):
     golden = bundle.load_golden()
     for entry in bundle.artifacts:
         runner = get_runner("ncnn").load(bundle.artifact_path(entry), threads=1, precision=entry.precision,
-                                         input_shape=[1, 32, 32])
+                                         input_shape=[3, 32, 32])
         fp16 = entry.precision == "fp16"
         assert runner.applied["num_threads"] == 1 and runner.applied["ncnn_version"] == ncnn.__version__
         assert (runner.applied["use_fp16_storage"], runner.applied["use_fp16_arithmetic"]) == (fp16, fp16)
         assert runner.applied["use_packing_layout"] is True and runner.applied["use_vulkan_compute"] is False
         assert (runner.input_name, runner.output_name) == ("in0", "out0")
-        assert runner.input_shape == (1, 32, 32) and runner.fixed_batch == 1
+        assert runner.input_shape == (3, 32, 32) and runner.fixed_batch == 1
         # Runner.run splits a batch into single-image runs.
         logits = runner.run(golden["inputs"][:5])
         assert logits.shape == (5, 10)
@@ -128,7 +166,7 @@ def test_runner_applies_threads_and_fp16_per_precision(ncnn_bundle):
     with pytest.raises(BadInputError, match="not int8"):
         get_runner("ncnn").load(path, threads=1, precision="int8")
     with pytest.raises(BadInputError, match="manifest"):
-        get_runner("ncnn").load(path, threads=1, input_shape=[3, 32, 32])
+        get_runner("ncnn").load(path, threads=1, input_shape=[1, 32, 32])
 
 
 def test_corrupt_ncnn_files_are_refused_with_exit_2(ncnn_bundle, tmp_path, cli):
@@ -178,3 +216,12 @@ def test_profiles_extras_and_registration():
     assert [r.split(">=")[0] for r in extras[backend.device_extra]] == ["ncnn"]  # torch-free on the device
     assert {"pnnx", "ncnn"} <= {r.split(">=")[0] for r in extras[backend.host_extra]}
     assert backend.host_extra in extras["all"][0]
+
+
+def test_a_model_with_an_op_ncnn_lacks_is_refused_naming_it(lenet_checkpoint, tmp_path, cli):
+    """LeNet-5's C3 gathers channels with index_select: pnnx keeps it as torch.index_select."""
+    out = tmp_path / "lenet-ncnn"
+    result = cli("export", str(lenet_checkpoint), "--target", "rpi5-ncnn", "--out", str(out))
+    assert result.exit_code == 2
+    assert "pnnx has no ncnn layer for torch.index_select" in result.stderr
+    assert not out.exists()

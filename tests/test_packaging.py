@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from edgecnn.backends import backends
+
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-RUNTIME_EXTRAS = ["onnxruntime", "openvino-runtime", "litert", "tflite-runtime", "tensorrt"]
+# Every backend's device extra (from the registry), and tflite-runtime, the older runtime of the same files.
+RUNTIME_EXTRAS = sorted({b.device_extra for b in backends(deploy_only=True)} | {"tflite-runtime"})
 TORCH_PACKAGES = {"torch", "torchvision", "timm", "litert-torch", "nncf"}
 
 
@@ -46,6 +49,13 @@ def test_runtime_extras_pull_no_torch(extra):
     names = resolve_extra(extra)
     assert names, extra
     assert not names & TORCH_PACKAGES, (extra, names & TORCH_PACKAGES)
+
+
+def test_every_backend_names_extras_that_exist():
+    declared = set(PROJECT["optional-dependencies"])
+    for backend in backends():
+        assert backend.device_extra in declared, (backend.name, backend.device_extra)
+        assert backend.host_extra in declared, (backend.name, backend.host_extra)
 
 
 def test_all_brings_the_whole_host_toolchain_with_torch_below_2_15():

@@ -19,6 +19,9 @@ BACKEND = register(Backend(
     static_batch=True,
     tools=("pnnx", "ncnn"),
     order=35,
-    host_target="arm-ncnn",
+    build_modules=("pnnx", "ncnn"),
+    # Not in quickstart's host sweep: its default LeNet-5 gathers channels with index_select,
+    # which pnnx has no ncnn layer for.
+    host_target=None,
     note_when_emulated="this machine's CPU running the ncnn model (x86 kernels), not an ARM board",
 ))

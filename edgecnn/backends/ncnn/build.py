@@ -102,5 +102,11 @@ def convert(torchscript: Path, param: Path, *, input_shape: tuple[int, int, int]
         tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
         raise BadInputError(f"pnnx could not convert the model to ncnn (exit {done.returncode}): "
                             f"{tail or 'no output files'}")
+    # pnnx keeps an op it has no ncnn layer for under its PyTorch name (torch.index_select, F.xxx):
+    # ncnn layer types never contain a dot, so such a model cannot load; say which op, here.
+    unmapped = sorted(kind for kind in read_param(param).layers if "." in kind)
+    if unmapped:
+        raise BadInputError(f"pnnx has no ncnn layer for {', '.join(unmapped)}: ncnn cannot run this model "
+                            "(export it for another target)")
     with_input_shape(param, input_shape)
     return param

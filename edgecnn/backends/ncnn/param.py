@@ -24,13 +24,15 @@ class ParamGraph:
 
 def read_param(path: Path) -> ParamGraph:
     """Parse a text .param file; BadInputError naming the file and the line when it is not one."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInputError(f"cannot read {path} as an ncnn .param file: {exc}") from None
-
     def bad(problem: str) -> BadInputError:
         return BadInputError(f"{path.name} is not an ncnn .param file: {problem}")
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise BadInputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise bad("it is not text (a binary .param.bin is not supported)") from None
 
     if not lines or lines[0].strip() != MAGIC:
         raise bad(f"the first line is not the magic number {MAGIC}")
