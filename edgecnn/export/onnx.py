@@ -57,8 +57,23 @@ class FusionError(CheckFailedError):
     """A BatchNormalization node survived export and slimming: the graph is not deployable."""
 
 
+class NodeCounts:
+    """Totals of the `nodes_before` / `nodes_after` op-type counts of a graph-rewriting step's result."""
+
+    nodes_before: dict[str, int]
+    nodes_after: dict[str, int]
+
+    @property
+    def node_count_before(self) -> int:
+        return sum(self.nodes_before.values())
+
+    @property
+    def node_count_after(self) -> int:
+        return sum(self.nodes_after.values())
+
+
 @dataclass(frozen=True)
-class OnnxExportResult:
+class OnnxExportResult(NodeCounts):
     """What `export_onnx` wrote and what it did to the graph."""
 
     path: Path
@@ -74,14 +89,6 @@ class OnnxExportResult:
     bytes: int
     exporter: str = "torchscript"
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def node_count_before(self) -> int:
-        return sum(self.nodes_before.values())
-
-    @property
-    def node_count_after(self) -> int:
-        return sum(self.nodes_after.values())
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edgecnn.zoo.init import init_like_torchvision_mobilenets
 from edgecnn.zoo.registry import register_model
 
 # Table 1: (output channels, stride of the depthwise conv) for the 13 depthwise-separable blocks.
@@ -86,20 +87,7 @@ class MobileNetV1(nn.Module):
         # unless asked for.
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.classifier = nn.Linear(channels, num_classes)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                # He init keeps activation variance stable through ReLU stacks; fan_out as in
-                # torchvision's MobileNets (fan_in of a depthwise conv is only 9).
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, 0, 0.01)
-                nn.init.zeros_(module.bias)
+        init_like_torchvision_mobilenets(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import BadInputError, require
-from edgecnn.export.onnx import op_counts
+from edgecnn.export.onnx import NodeCounts, op_counts
 from edgecnn.compare import Progress, check_samples
 
 __all__ = [
@@ -57,7 +57,7 @@ _IMAGES_PER_CHUNK = 16
 
 
 @dataclass(frozen=True)
-class OrtInt8Result:
+class OrtInt8Result(NodeCounts):
     """What `quantize_onnx_int8` wrote and how."""
 
     path: Path
@@ -74,14 +74,6 @@ class OrtInt8Result:
     preprocess_s: float
     quantize_s: float  # calibration + quantization
     bytes: int
-
-    @property
-    def node_count_before(self) -> int:
-        return sum(self.nodes_before.values())
-
-    @property
-    def node_count_after(self) -> int:
-        return sum(self.nodes_after.values())
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
