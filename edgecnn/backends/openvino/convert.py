@@ -1,11 +1,12 @@
-"""ONNX -> OpenVINO IR (`.xml` + `.bin`), fp32 or fp16, and OpenVINO-side parity.
+"""ONNX -> OpenVINO IR (`.xml` + `.bin`), fp32 or fp16.
 
 The IR is converted from the exported ONNX file, not from the torch module, so every runtime
 deploys the same graph (BatchNorm already folded, already slimmed).
 
 Precision note: on CPUs with AVX-512 bf16 / AMX, OpenVINO's CPU plugin *executes* in bf16 by
-default whatever the IR stores. Parity here is checked with `INFERENCE_PRECISION_HINT=f32` so
-it measures the artifact; a runner that wants fp32 numbers must set the same hint.
+default whatever the IR stores. The Runner (which export's parity check, bench and verify share)
+therefore sets `INFERENCE_PRECISION_HINT=f32` for fp32 and int8 IRs, and leaves an fp16 IR to the
+plugin's own choice.
 """
 
 from __future__ import annotations
