@@ -32,19 +32,26 @@ Stage = Callable[[str], None]
 class ExportRequest:
     """What the user asked `edgecnn export` for."""
 
-    source: str  # zoo name or checkpoint path
+    source: str  # zoo name, checkpoint path, or a foreign source (edgecnn.sources: timm:NAME, FILE.py:FUNCTION, ...)
     target: str  # device profile name or a .toml path
     out: Path
     precision: str | None = None  # default: the profile's
     force: bool = False
-    weights: str | None = None  # zoo name only: imagenet | random | FILE
-    state_dict: str | None = None  # zoo name only: a torchvision-style state dict
+    weights: str | None = None  # zoo/timm/torchvision name only: imagenet | random | FILE
+    state_dict: str | None = None  # a name's torchvision-style state dict, or a factory's state dict
     calib_data: str | None = None  # data SPEC, or "noise"
     calib_size: int = DEFAULT_CALIB_SIZE
     calib_method: str = "minmax"
     data_root: str | None = None
     golden_size: int = DEFAULT_GOLDEN_SIZE
-    input_size: int | None = None  # zoo name only: override the default input side
+    input_size: int | None = None  # not for a checkpoint: the input side (a foreign model's must be stated)
+    # A foreign source's stated preprocessing (edgecnn.sources.StatedPreprocess); timm/torchvision
+    # fill what is not stated from their configs.
+    resize: int | None = None  # shorter side before the centre crop (default round(input_size / 0.875))
+    mean: str | None = None  # "a,b,c" on pixels scaled to [0, 1]
+    std: str | None = None
+    channels: int | None = None  # 1 or 3
+    classes: str | None = None  # class list file: one class a line, the line number its index
     seed: int = 0
     # TFLite int8: "full-integer" (int8 compute, fastest on ai-edge-litert) or "weight-only"
     # (int8 weights, float compute: the one int8 file tflite-runtime 2.14 runs at full speed).

@@ -93,11 +93,13 @@ def export_bundle(request: ExportRequest, stage: Stage | None = None) -> ExportR
 
 def _load_source(request: ExportRequest, profile: DeviceProfile):
     """(loaded model, its preprocessing with --input-size applied), checked against the profile's limits."""
-    from edgecnn.checkpoint import load_model
+    from edgecnn.sources import StatedPreprocess, is_foreign, load_source
 
-    loaded = load_model(request.source, weights=request.weights, state_dict=request.state_dict)
+    loaded = load_source(request.source, weights=request.weights, state_dict=request.state_dict,
+                         stated=StatedPreprocess.from_request(request))
     preprocess = loaded.preprocess
-    if request.input_size is not None:
+    # A foreign source's stated --input-size is already in its preprocessing.
+    if request.input_size is not None and not is_foreign(request.source):
         if loaded.from_checkpoint:
             raise BadInputError("--input-size goes with a zoo name; a checkpoint fixes its own input size")
         if request.input_size < loaded.spec.min_size:

@@ -39,6 +39,9 @@ class PreprocessSpec:
     # Where mean/std came from: "dataset" (measured on the training split), "model" (the
     # published weights' normalization) or "manual".
     normalization: str = "manual"
+    # Recorded for real photos (resize the shorter side to this, then centre-crop `size`); None for
+    # specs that predate it. apply() does not read it: it resizes the whole image to size x size.
+    resize_shorter: int | None = None
 
     def __post_init__(self):
         _check_int("size", self.size, minimum=1)
@@ -63,6 +66,9 @@ class PreprocessSpec:
         object.__setattr__(self, "class_names", tuple(self.class_names))
         if self.data is not None and not isinstance(self.data, str):
             raise BadInputError(f"preprocess spec: data must be a string, got {self.data!r}")
+        if self.resize_shorter is not None:
+            _check_int("resize_shorter", self.resize_shorter, minimum=1)
+            object.__setattr__(self, "resize_shorter", int(self.resize_shorter))
         if self.resize not in RESIZE_METHODS:
             raise BadInputError(
                 f"preprocess spec: resize must be one of {', '.join(RESIZE_METHODS)}, got {self.resize!r}"
@@ -79,7 +85,7 @@ class PreprocessSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-safe data (the checkpoint and the bundle manifest store this)."""
-        return {
+        record = {
             "size": self.size,
             "channels": self.channels,
             "mean": list(self.mean),
@@ -93,6 +99,9 @@ class PreprocessSpec:
             "layout": "NCHW",
             "pixel_scale": "uint8 / 255; float images as given, in [0, 1]",
         }
+        if self.resize_shorter is not None:  # only when set, so older manifests keep their exact shape
+            record["resize_shorter"] = self.resize_shorter
+        return record
 
     @classmethod
     def from_dict(cls, payload: Mapping[str, Any]) -> "PreprocessSpec":
@@ -111,6 +120,7 @@ class PreprocessSpec:
             data=payload.get("data"),
             resize=payload.get("resize", "bilinear"),
             normalization=str(payload.get("normalization", "manual")),
+            resize_shorter=payload.get("resize_shorter"),
         )
 
     def with_normalization(self, mean: Sequence[float], std: Sequence[float], source: str) -> "PreprocessSpec":
@@ -119,7 +129,7 @@ class PreprocessSpec:
         std = tuple(std) * self.channels if len(std) == 1 else tuple(std)
         return PreprocessSpec(
             size=self.size, channels=self.channels, mean=mean, std=std, class_names=self.class_names,
-            data=self.data, resize=self.resize, normalization=source,
+            data=self.data, resize=self.resize, normalization=source, resize_shorter=self.resize_shorter,
         )
 
     def apply(self, images: np.ndarray) -> np.ndarray:

@@ -40,18 +40,23 @@ def _progress_stage():
 @handle_errors
 def export_command(
     *,
-    source: str = typer.Argument(..., help="Zoo model name (see `edgecnn models`) or a checkpoint (model.pt or its folder)."),
+    source: str = typer.Argument(..., help="Zoo model name (see `edgecnn models`), a checkpoint (model.pt or its folder), timm:NAME, torchvision:NAME, FILE.py:FUNCTION, package.module:FUNCTION, FILE.pt2 or a TorchScript file."),
     target: str = typer.Option(..., "--target", "-t", help="Device profile (see `edgecnn devices`) or a .toml file."),
     precision: Optional[str] = typer.Option(None, "--precision", "-p", help="fp32, fp16 or int8 (default: the profile's)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Bundle folder (default: dist/MODEL-TARGET[-PRECISION])."),
     force: bool = typer.Option(False, "--force", help="Replace an existing bundle folder."),
-    weights: Optional[str] = typer.Option(None, "--weights", help="Zoo name only: imagenet (default), random, or a weights file."),
-    state_dict: Optional[Path] = typer.Option(None, "--state-dict", help="Zoo name only: your torchvision-style state dict."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Zoo, timm: or torchvision: name only: imagenet (default), random, or a weights file."),
+    state_dict: Optional[Path] = typer.Option(None, "--state-dict", help="A name's torchvision-style state dict, or one for a factory's model (loaded weights_only)."),
     calib_data: Optional[str] = typer.Option(None, "--calib-data", help="Data SPEC for INT8 calibration and the golden set (default: the checkpoint's data); 'noise' only for latency tests."),
     calib_size: int = typer.Option(300, "--calib-size", help="Calibration images (class-balanced sample of the training split)."),
     calib_method: str = typer.Option("minmax", "--calib-method", help="ONNX Runtime / TensorRT calibration: minmax, entropy or percentile."),
     golden_size: int = typer.Option(300, "--golden-size", help="Held-out samples saved with PyTorch logits for on-device checks."),
-    input_size: Optional[int] = typer.Option(None, "--input-size", help="Zoo name only: input side (default: the model's)."),
+    input_size: Optional[int] = typer.Option(None, "--input-size", help="Input side S (default: the model's; required for a factory, .pt2 or TorchScript source)."),
+    resize: Optional[int] = typer.Option(None, "--resize", help="Foreign source: shorter side before the centre crop (default round(S / 0.875)), recorded."),
+    mean: Optional[str] = typer.Option(None, "--mean", help="Foreign source: per-channel mean a,b,c on pixels scaled to [0, 1]."),
+    std: Optional[str] = typer.Option(None, "--std", help="Foreign source: per-channel std a,b,c on pixels scaled to [0, 1]."),
+    channels: Optional[int] = typer.Option(None, "--channels", help="Foreign source: input channels, 1 or 3 (default 3)."),
+    classes: Optional[Path] = typer.Option(None, "--classes", help="Foreign source: class list file (one class a line; first word = folder name; line number = class index)."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where downloadable data sets live."),
     seed: int = typer.Option(0, "--seed", help="Seed for the calibration and golden samples."),
     tflite_int8: str = typer.Option("full-integer", "--tflite-int8", help="TFLite int8 scheme: full-integer (int8 compute; needs ai-edge-litert for speed) or weight-only (int8 weights, float compute; fast on tflite-runtime 2.14 too)."),
@@ -62,20 +67,26 @@ def export_command(
     from edgecnn.pipeline import ExportRequest, export_bundle
     from edgecnn.profiles import load_profile
 
+    from edgecnn.sources import source_name
+
     check_output_path(json_path, option="--json")
-    _note_alias(source)
+    foreign_name = source_name(source)
+    if foreign_name is None:
+        _note_alias(source)
     profile = load_profile(target)
     if out is None:
         stem = Path(source).stem if Path(source).exists() else source
         if stem == "model" and Path(source).exists():
             stem = Path(source).resolve().parent.name
+        stem = foreign_name or stem
         # The precision is named only when asked for: a default may fall back (int8 without data).
         out = Path("dist") / (f"{stem}-{profile.name}-{precision}" if precision else f"{stem}-{profile.name}")
     request = ExportRequest(
         source=source, target=target, out=out, precision=precision, force=force, weights=weights,
         state_dict=str(state_dict) if state_dict else None, calib_data=calib_data, calib_size=calib_size,
         calib_method=calib_method, data_root=str(data_root) if data_root else None, golden_size=golden_size,
-        input_size=input_size, seed=seed, tflite_int8_scheme=tflite_int8,
+        input_size=input_size, seed=seed, tflite_int8_scheme=tflite_int8, resize=resize, mean=mean, std=std,
+        channels=channels, classes=str(classes) if classes else None,
     )
     stage, stop = _progress_stage()
     try:
