@@ -40,6 +40,7 @@ class ExportRequest:
     weights: str | None = None  # zoo/timm/torchvision name only: imagenet | random | FILE
     state_dict: str | None = None  # a name's torchvision-style state dict, or a factory's state dict
     calib_data: str | None = None  # data SPEC, or "noise"
+    golden_data: str | None = None  # data SPEC of the golden set (default: a disjoint part of the calibration data)
     calib_size: int = DEFAULT_CALIB_SIZE
     calib_method: str = "minmax"
     data_root: str | None = None
@@ -71,9 +72,10 @@ class ModelData:
     warnings: list[str] = field(default_factory=list)
 
 
-
 @dataclass
 class BuildContext:
+    """One export in progress: what a backend's build step reads, and where it records its artifacts."""
+
     loaded: Any
     preprocess: Any
     profile: DeviceProfile
