@@ -2,8 +2,9 @@
 the bundle being written (`BuildContext`).
 
 A backend's `build(ctx)` writes its artifacts with `ctx.writer.path(...)` and records each with
-`ctx.add(...)`, which checks it against PyTorch on the golden set through the backend's own Runner:
-the same code that runs it on the device.
+`ctx.add(...)`, which checks it against the reference logits (PyTorch fp32, or an ONNX source's original
+file in ONNX Runtime) on the golden set through the backend's own Runner: the same code that runs it on
+the device. Build steps that need a torch module take `ctx.torch_model`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgecnn.bundle import BundleWriter, artifact_entry
+from edgecnn.errors import BadInputError
 from edgecnn.profiles import DeviceProfile
 
 # Export-time parity gates. fp32/fp16 must reproduce PyTorch; int8 is only refused here when it
@@ -111,7 +113,11 @@ class BuildContext:
                 "method": self.request.calib_method, **self.calibration_details}
 
     def onnx_fp32(self, path: Path):
-        """Export the fp32 ONNX graph (BN folded, slimmed) and record the fusion report."""
+        """Write the fp32 ONNX graph (exported from torch, BN folded, slimmed; or an ONNX source's own graph,
+        normalised) and record the fusion report."""
+        write_onnx = getattr(self.loaded, "write_onnx", None)
+        if write_onnx is not None:
+            return self._source_onnx(write_onnx, path)
         from edgecnn.export.onnx import export_onnx
 
         self.stage("exporting ONNX (fold BatchNorm, slim)")
@@ -127,9 +133,51 @@ class BuildContext:
         }
         return result
 
+    def _source_onnx(self, write_onnx: Callable[[Path], Any], path: Path):
+        """An ONNX source's graph, normalised; the fusion record read from the graph itself."""
+        self.stage("normalising the source ONNX graph (check, names, batch axis, slim)")
+        result = write_onnx(path)
+        left = result.nodes_after.get("BatchNormalization", 0)
+        self.fusion = {
+            "batchnorm_modules_folded": result.batchnorm_folded,
+            "nodes_before": result.node_count_before,
+            "nodes_after": result.node_count_after,
+            "batchnorm_nodes_after": left,
+            "ops_after": result.nodes_after,
+            "opset": result.opset,
+            "source": "the source ONNX graph, normalised",
+            "notes": list(result.notes),
+        }
+        if left:
+            self.warnings.append(f"{left} BatchNormalization node(s) remain in the source graph (not after a "
+                                 "convolution, so nothing folded them): they run as separate layers")
+        return result
+
+    @property
+    def torch_model(self):
+        """The model as a torch module, for targets that build from one (an ONNX source converts here)."""
+        try:
+            return self.loaded.model
+        except BadInputError as exc:
+            from edgecnn.backends import label
+
+            raise BadInputError(f"target {self.profile.name} ({label(self.profile.backend.name)}): {exc}") from None
+
+    @property
+    def reference_label(self) -> str:
+        """What the golden logits come from: PyTorch fp32, or an ONNX source's original file."""
+        return getattr(self.loaded, "reference_label", "pytorch fp32")
+
+    @property
+    def batch_record(self) -> Any:
+        """'dynamic', or the batch an ONNX source's graph is fixed to."""
+        return getattr(self.loaded, "fixed_batch", None) or "dynamic"
+
     def add(self, files: list[Path], *, format: str, runtime: str, precision: str, seconds: float,
             batch: Any = "dynamic", check: bool = True, **extra: Any) -> None:
-        """Record an artifact, after running it through its Runner on the golden set against PyTorch."""
+        """Record an artifact, after running it through its Runner on the golden set against the reference."""
+        if batch == "dynamic":
+            batch = self.batch_record
         parity = self._parity(files[0], what=f"{format} {precision} artifact", runtime=runtime, precision=precision,
                               batch=batch) if check else None
         entry = artifact_entry(self.writer.root, files, format=format, runtime=runtime, precision=precision,
@@ -143,7 +191,7 @@ class BuildContext:
         from edgecnn.inference import run_logits
         from edgecnn.compare import compare_logits, enforce, top1
 
-        self.stage(f"checking {what} against PyTorch on {len(self.reference)} samples")
+        self.stage(f"checking {what} against {self.reference_label} on {len(self.reference)} samples")
         candidate, _ = run_logits(runtime, path, self.data.golden_inputs, threads=None,
                                   batch=batch if isinstance(batch, int) else PARITY_BATCH,
                                   # the precision as bench and verify pass it, so the check runs the artifact as they do

@@ -2,7 +2,8 @@
 
 The stages (ONNX export, OpenVINO conversion, INT8 per runtime, TFLite conversion) live in their
 own modules and are callable alone; this module only orders them for a target, checks each
-artifact against PyTorch on the golden set, and writes the bundle atomically.
+artifact against the reference (PyTorch fp32; an ONNX source's original file in ONNX Runtime) on the
+golden set, and writes the bundle atomically.
 
 What a bundle holds, per target runtime:
 - onnxruntime: onnx/model.fp32.onnx (+ onnx/model.int8.onnx, static QDQ)
@@ -73,10 +74,7 @@ def export_bundle(request: ExportRequest, stage: Stage | None = None) -> ExportR
     if not loaded.accuracy_meaningful:
         warnings.append(f"{loaded.name} has random weights: latency is real, accuracy means nothing")
 
-    stage("computing PyTorch fp32 reference logits")
-    from edgecnn.backends.torch.reference import torch_logits
-
-    reference = torch_logits(loaded.model, data.golden_inputs)
+    reference = _reference_logits(loaded, data.golden_inputs, stage)
     with writer:
         context = BuildContext(loaded=loaded, preprocess=preprocess, profile=profile, precision=precision,
                                request=request, data=data, reference=reference, writer=writer,
@@ -112,6 +110,18 @@ def _load_source(request: ExportRequest, profile: DeviceProfile):
     return loaded, preprocess
 
 
+def _reference_logits(loaded, inputs, stage: Stage):
+    """The golden set's fp32 reference: the source's own (an ONNX file in its runtime), else PyTorch's."""
+    own = getattr(loaded, "reference_logits", None)
+    if own is not None:
+        stage(f"computing the reference logits ({loaded.reference_label})")
+        return own(inputs)
+    stage("computing PyTorch fp32 reference logits")
+    from edgecnn.backends.torch.reference import torch_logits
+
+    return torch_logits(loaded.model, inputs)
+
+
 def _precision_with_data(request: ExportRequest, profile: DeviceProfile, precision: str, loaded):
     """(precision, note): a profile's int8 default falls back when the model has no calibration data."""
     has_data = bool(request.calib_data or (loaded.checkpoint or {}).get("data"))
@@ -135,7 +145,7 @@ def _manifest(ctx: BuildContext) -> dict[str, Any]:
         "profile": profile.to_dict(),
         "precision": ctx.precision,
         "input": {"shape": list(ctx.preprocess.input_shape), "layout": "NCHW", "dtype": "float32",
-                  "batch": "dynamic"},
+                  "batch": ctx.batch_record},
         "preprocess": ctx.preprocess.to_dict(),
         "artifacts": [entry.to_dict() for entry in ctx.entries],
         "golden": {
@@ -144,7 +154,7 @@ def _manifest(ctx: BuildContext) -> dict[str, Any]:
             "samples": int(len(data.golden_inputs)),
             "source": data.golden_source,
             "labels_meaningful": data.labels_meaningful,
-            "reference": "pytorch fp32",
+            "reference": ctx.reference_label,
             "reference_top1": top1(ctx.reference, data.golden_labels) if data.labels_meaningful else None,
         },
         "calibration": ctx.calibration_record(),

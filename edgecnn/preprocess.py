@@ -23,6 +23,8 @@ RESIZE_METHODS = ("bilinear",)
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 # The batch is processed in chunks so a 60,000-image split never needs one giant float copy.
 _CHUNK = 2048
+# Image files are decoded this many at a time (a chunk of 224 px crops is ~10 MB).
+_FILE_CHUNK = 64
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,9 @@ class PreprocessSpec:
     # Where mean/std came from: "dataset" (measured on the training split), "model" (the
     # published weights' normalization) or "manual".
     normalization: str = "manual"
-    # Recorded for real photos (resize the shorter side to this, then centre-crop `size`); None for
-    # specs that predate it. apply() does not read it: it resizes the whole image to size x size.
+    # Real photos: resize the shorter side to this, then centre-crop `size` (None for specs that predate
+    # it). Image files (edgecnn.data.photos.ImageFiles) are cropped so when decoded; pixel arrays are
+    # taken as given and resized whole to size x size.
     resize_shorter: int | None = None
 
     def __post_init__(self):
@@ -135,7 +138,8 @@ class PreprocessSpec:
     def apply(self, images: np.ndarray) -> np.ndarray:
         """Raw images (N,H,W) or (N,H,W,C) -> normalised float32 (N, channels, size, size).
 
-        uint8 pixels are scaled by 1/255; float pixels are taken as already in [0, 1].
+        uint8 pixels are scaled by 1/255; float pixels are taken as already in [0, 1]. Lazily decoded
+        image files (anything with `decode_for(spec)`) are decoded a chunk at a time.
         """
         pixels = self.to_unit_range(images)
         mean = np.asarray(self.mean, dtype=np.float32).reshape(1, -1, 1, 1)
@@ -146,6 +150,8 @@ class PreprocessSpec:
 
     def to_unit_range(self, images: np.ndarray) -> np.ndarray:
         """Resize and channel-convert, pixels in [0, 1], before mean/std: (N, channels, size, size)."""
+        if hasattr(images, "decode_for"):
+            return self._files_to_unit_range(images)
         images = np.asarray(images)
         if images.dtype == np.uint8:
             pixel_scale = np.float32(1.0 / 255.0)
@@ -174,6 +180,14 @@ class PreprocessSpec:
             out[start : start + len(chunk)] = resized
         if pixel_scale != 1.0:
             out *= pixel_scale
+        return out
+
+    def _files_to_unit_range(self, files) -> np.ndarray:
+        # Decoded pixels live one chunk at a time; only the float output holds every image.
+        out = np.empty((len(files), self.channels, self.size, self.size), dtype=np.float32)
+        for start in range(0, len(files), _FILE_CHUNK):
+            chunk = files[start : start + _FILE_CHUNK]
+            out[start : start + len(chunk)] = self.to_unit_range(chunk.decode_for(self))
         return out
 
     def _convert_channels(self, images: np.ndarray) -> np.ndarray:

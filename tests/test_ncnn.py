@@ -213,7 +213,7 @@ def test_profiles_extras_and_registration():
         with pytest.raises(ProfileError, match="ncnn2table"):
             profile.check_precision("int8")
     extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    assert [r.split(">=")[0] for r in extras[backend.device_extra]] == ["ncnn"]  # torch-free on the device
+    assert [r.split(">=")[0] for r in extras[backend.device_extra]] == ["ncnn", "pillow"]  # torch-free on the device (pillow reads photos)
     assert {"pnnx", "ncnn"} <= {r.split(">=")[0] for r in extras[backend.host_extra]}
     assert backend.host_extra in extras["all"][0]
 

@@ -48,6 +48,7 @@ def export_command(
     weights: Optional[str] = typer.Option(None, "--weights", help="Zoo, timm: or torchvision: name only: imagenet (default), random, or a weights file."),
     state_dict: Optional[Path] = typer.Option(None, "--state-dict", help="A name's torchvision-style state dict, or one for a factory's model (loaded weights_only)."),
     calib_data: Optional[str] = typer.Option(None, "--calib-data", help="Data SPEC for INT8 calibration and the golden set (default: the checkpoint's data); 'noise' only for latency tests."),
+    golden_data: Optional[str] = typer.Option(None, "--golden-data", help="Data SPEC of the golden set, apart from --calib-data (default: the test split of the checkpoint's data, or a part of --calib-data that calibration does not use)."),
     calib_size: int = typer.Option(300, "--calib-size", help="Calibration images (class-balanced sample of the training split)."),
     calib_method: str = typer.Option("minmax", "--calib-method", help="ONNX Runtime / TensorRT calibration: minmax, entropy or percentile."),
     golden_size: int = typer.Option(300, "--golden-size", help="Held-out samples saved with PyTorch logits for on-device checks."),
@@ -83,7 +84,8 @@ def export_command(
         out = Path("dist") / (f"{stem}-{profile.name}-{precision}" if precision else f"{stem}-{profile.name}")
     request = ExportRequest(
         source=source, target=target, out=out, precision=precision, force=force, weights=weights,
-        state_dict=str(state_dict) if state_dict else None, calib_data=calib_data, calib_size=calib_size,
+        state_dict=str(state_dict) if state_dict else None, calib_data=calib_data, golden_data=golden_data,
+        calib_size=calib_size,
         calib_method=calib_method, data_root=str(data_root) if data_root else None, golden_size=golden_size,
         input_size=input_size, seed=seed, tflite_int8_scheme=tflite_int8, resize=resize, mean=mean, std=std,
         channels=channels, classes=str(classes) if classes else None,
@@ -108,7 +110,7 @@ def print_export_report(report) -> None:
     golden = manifest.get("golden") or {}
     table = Table(title=f"{manifest['model']['name']} -> {report.profile.name} ({report.profile.runtime})  "
                         f"bundle {report.bundle.root}",
-                  caption=f"parity: PyTorch fp32 vs artifact on the golden set ({golden.get('samples')} samples: "
+                  caption=f"parity: {_reference_words(golden)} vs artifact on the golden set ({golden.get('samples')} samples: "
                           f"{golden.get('source')})")
     for column, justify in (("artifact", "left"), ("precision", "left"), ("size MB", "right"),
                             ("export s", "right"), ("agreement", "right"), ("max |diff|", "right"),
@@ -146,6 +148,7 @@ def quantize_command(
     calib_data: str = typer.Option(..., "--calib-data", help="Data SPEC for calibration (digits, idx:DIR, imagefolder:DIR, ...)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output file: .onnx (ONNX Runtime QDQ) or .xml (OpenVINO NNCF)."),
     like: Optional[Path] = typer.Option(None, "--like", help="Checkpoint or bundle whose preprocessing the model expects (default: the bundle the model sits in)."),
+    golden_data: Optional[str] = typer.Option(None, "--golden-data", help="Data SPEC of the golden set, apart from --calib-data (default: the test split of the checkpoint's data, or a part of --calib-data that calibration does not use)."),
     calib_size: int = typer.Option(300, "--calib-size", help="Calibration images."),
     method: str = typer.Option("minmax", "--method", help="ONNX Runtime calibration: minmax, entropy or percentile."),
     symmetric: bool = typer.Option(False, "--symmetric", help="Symmetric int8 Q/DQ (zero point 0), as TensorRT wants."),
@@ -241,3 +244,9 @@ def _note_alias(source: str) -> None:
         return
     if resolved != source:
         note(f"{source} -> {resolved}")
+
+
+def _reference_words(golden: dict) -> str:
+    """'PyTorch fp32' for a torch source, else what the manifest says the golden logits came from."""
+    reference = str(golden.get("reference") or "pytorch fp32")
+    return "PyTorch fp32" if reference == "pytorch fp32" else reference

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgecnn.data.dataset import Dataset
+from edgecnn.data.dataset import Dataset, Split
 from edgecnn.data.splits import class_balanced_sample
 from edgecnn.preprocess import PreprocessSpec
 
@@ -62,7 +62,12 @@ def dataset_statistics(images: np.ndarray, spec: PreprocessSpec, max_images: int
 def preprocessed_split(dataset: Dataset, split: str, preprocess: PreprocessSpec,
                        limit: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A split as model input: float32 NCHW images and int64 labels (a class-balanced `limit` if given)."""
-    part = dataset.split(split)
+    return preprocessed_sample(dataset.split(split), preprocess, limit=limit, seed=seed)
+
+
+def preprocessed_sample(part: Split, preprocess: PreprocessSpec, *, limit: int | None = None,
+                        seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A Split as model input (a class-balanced `limit` if given): only the chosen images are decoded."""
     if limit is not None and limit < len(part):
         part = part.subset(np.sort(class_balanced_sample(part.labels, limit, seed)))
     return preprocess.apply(part.images), part.labels.astype(np.int64)

@@ -15,8 +15,12 @@ from edgecnn.data.imagefolder import load_image_folder
 from edgecnn.data.splits import pool_dataset, train_test_dataset
 from edgecnn.errors import BadInputError
 
-def load_data(spec: str, *, data_root: str | Path | None = None, seed: int = 0, download: bool = True) -> Dataset:
+def load_data(spec: str, *, data_root: str | Path | None = None, seed: int = 0, download: bool = True,
+              class_names=None) -> Dataset:
     """Load a data SPEC as deterministic train/val/test splits of raw uint8 images.
+
+    `class_names`: the model's class list; an image folder's class folders are looked up in it
+    (edgecnn.data.imagefolder). Image folders stay files until a sample of them is preprocessed.
 
     `download=False` (or EDGECNN_OFFLINE=1) turns a missing torchvision dataset into an error that
     says where to put its files instead of trying the network.
@@ -38,7 +42,7 @@ def load_data(spec: str, *, data_root: str | Path | None = None, seed: int = 0, 
     if kind == "idx":
         return load_idx_folder(_folder_argument(spec, argument), seed=seed, spec=spec)
     if kind == "imagefolder":
-        return load_image_folder(_folder_argument(spec, argument), seed=seed, spec=spec)
+        return load_image_folder(_folder_argument(spec, argument), seed=seed, spec=spec, class_names=class_names)
     raise BadInputError(f"unknown data SPEC {spec!r}: use one of {', '.join(DATA_SPECS)}")
 
 

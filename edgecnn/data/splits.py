@@ -73,3 +73,15 @@ def train_test_dataset(spec: str, train: Split, test: Split, class_names: Sequen
         train=train.subset(kept), val=train.subset(val),
         test=Split(np.asarray(test.images), np.asarray(test.labels, dtype=np.int64)),
     )
+
+
+def whole_pool(dataset: Dataset) -> Split:
+    """Every sample of a data set (train, then val, then test) as one Split: for data a model was not trained on."""
+    parts = [dataset.train, dataset.val, dataset.test]
+    images = parts[0].images
+    if hasattr(images, "concat"):  # image files: join the sequences, decode nothing
+        for part in parts[1:]:
+            images = images.concat(part.images)
+    else:
+        images = np.concatenate([p.images for p in parts])
+    return Split(images, np.concatenate([p.labels for p in parts]).astype(np.int64))

@@ -1,12 +1,14 @@
 """Where a model comes from: a zoo name or an edgecnn checkpoint (edgecnn.checkpoint.load_model), or a
-foreign source: `timm:NAME`, `torchvision:NAME`, `FILE.py:FUNCTION`, `package.module:FUNCTION`, `FILE.pt2`
-or a TorchScript file. Each gives the same LoadedModel: the model and its preprocessing.
+foreign source: `timm:NAME`, `torchvision:NAME`, `FILE.py:FUNCTION`, `package.module:FUNCTION`, `FILE.pt2`,
+a TorchScript file or `FILE.onnx`. Each gives the same LoadedModel: the model and its preprocessing (an ONNX
+file gives an OnnxSource, which reads the same and converts to torch only when a target asks).
 
 - parse: what a SOURCE string names (torch-free)
 - stated: --input-size/--resize/--mean/--std/--channels/--classes, checked, into a PreprocessSpec
 - libraries: timm and torchvision classifiers as ModelSpecs, their configs' preprocessing
 - files: factories, torch.export programs, TorchScript
 - model: the LoadedModel of a foreign source (the probe that proves it takes one image tensor)
+- onnx_file, onnx_graph: FILE.onnx, its ONNX Runtime reference, its normalised graph and onnx2torch module
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgecnn.errors import BadInputError
-from edgecnn.sources.parse import SourceRef, parse_source
+from edgecnn.sources.parse import ONNX, SourceRef, parse_source
 from edgecnn.sources.stated import StatedPreprocess
 
 
@@ -42,10 +44,15 @@ def load_source(source: str | Path, *, weights: str | None = None, state_dict: s
         extra = [flag for flag in stated.given() if flag != "--input-size"]
         if extra:
             raise BadInputError(f"{', '.join(extra)} describe a foreign model (timm:, torchvision:, FILE.py:FUNCTION, "
-                                ".pt2, TorchScript); a zoo name or checkpoint brings its own preprocessing")
+                                ".pt2, TorchScript, .onnx); a zoo name or checkpoint brings its own preprocessing")
         from edgecnn.checkpoint import load_model
 
         return load_model(source, weights=weights, state_dict=state_dict, num_classes=num_classes)
+    if ref.kind == ONNX:
+        from edgecnn.sources.onnx_file import load_onnx
+
+        return load_onnx(ref, weights=weights, state_dict=state_dict, num_classes=num_classes, stated=stated,
+                         need_normalization=need_normalization)
     from edgecnn.sources.model import load_foreign
 
     return load_foreign(ref, weights=weights, state_dict=state_dict, num_classes=num_classes, stated=stated,

@@ -1,8 +1,9 @@
 """What kind of model a SOURCE string names, told without importing torch.
 
 Forms: `timm:NAME`, `torchvision:NAME`, `path/to/file.py:FUNCTION`, `package.module:FUNCTION`,
-`FILE.pt2` (a torch.export program) and a TorchScript file (told by its content, whatever its
-name). Anything else (a zoo name, an edgecnn checkpoint) is not a foreign source: None.
+`FILE.pt2` (a torch.export program), a TorchScript file (told by its content, whatever its
+name) and `FILE.onnx` (an ONNX classifier; a file of that name that holds no ONNX model is refused when
+loaded, in one line). Anything else (a zoo name, an edgecnn checkpoint) is not a foreign source: None.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from pathlib import Path
 TIMM, TORCHVISION = "timm", "torchvision"
 FILE_FACTORY, MODULE_FACTORY = "factory_file", "factory_module"
 EXPORTED, TORCHSCRIPT = "exported_program", "torchscript"
+ONNX = "onnx"
 LIBRARY_KINDS = (TIMM, TORCHVISION)
-FILE_KINDS = (FILE_FACTORY, MODULE_FACTORY, EXPORTED, TORCHSCRIPT)
+FILE_KINDS = (FILE_FACTORY, MODULE_FACTORY, EXPORTED, TORCHSCRIPT, ONNX)
 
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 # Suffixes that mean "a foreign file" even when the file is missing (so the error says so).
 _EXPORTED_SUFFIXES = (".pt2",)
 _TORCHSCRIPT_SUFFIXES = (".ts", ".torchscript")
+_ONNX_SUFFIXES = (".onnx",)
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ def parse_source(source: str | Path) -> SourceRef | None:
         if text.startswith(f"{kind}:"):
             return SourceRef(kind, text.partition(":")[2].strip(), text=text)
     path = Path(text).expanduser()
+    if path.suffix.lower() in _ONNX_SUFFIXES:  # existing or not: the loader says what is wrong with it
+        return SourceRef(ONNX, str(path), text=text)
     if path.is_file():
         if path.suffix.lower() in _EXPORTED_SUFFIXES:
             return SourceRef(EXPORTED, str(path), text=text)

@@ -14,8 +14,8 @@ from edgecnn.verify.reference import (
 )
 from edgecnn.verify.results import VerifyReport
 from edgecnn.verify.samples import (
-    Samples, class_count_of, golden_labels_meaningful, golden_samples, load_data_samples, manifest_seed,
-    read_golden_file,
+    Samples, class_count_of, golden_labels_meaningful, golden_logits_for, golden_samples, load_data_samples,
+    manifest_seed, read_golden_file,
 )
 from edgecnn.verify.settings import Progress, VerifySettings, is_bundle_path
 
@@ -95,6 +95,9 @@ def _bundle_samples(bundle, settings: VerifySettings, *, checkpoint: Path | None
     samples = load_data_samples(settings.data, bundle.preprocess, num_classes=class_count_of(bundle, golden),
                                 data_root=settings.data_root or model.get("data_root"), seed=seed,
                                 limit=settings.limit)
+    if golden is not None:
+        # Photos of the golden set: its logits are a reference where no PyTorch run is possible.
+        samples.golden_logits = golden_logits_for(samples.inputs, golden)
     if checkpoint is not None and torch_available() and golden is not None:
         cross_check_live(checkpoint, golden, threads=threads, input_shape=input_shape)
     return samples

@@ -100,7 +100,9 @@ def data_mismatches(preprocess, dataset, num_classes: int | None) -> list[str]:
         problems.append(f"class names: the model's are [{shown(names)}], the data's [{shown(dataset.class_names)}]")
     if preprocess is None:
         return problems
-    if dataset.image_size > preprocess.size:
+    # Photos are resized and centre-cropped as the model records, so their own size says nothing.
+    cropped = getattr(preprocess, "resize_shorter", None) is not None and hasattr(dataset.train.images, "decode_for")
+    if not cropped and dataset.image_size > preprocess.size:
         problems.append(
             f"size: the model takes {preprocess.size}x{preprocess.size}, the data's images are "
             f"{dataset.image_size} px (training never shrinks its data)"
@@ -126,20 +128,53 @@ def _fmt_list(values) -> str:
 
 def load_data_samples(data: str, preprocess, *, num_classes: int | None, data_root=None, seed: int = 0,
                       limit: int | None = None) -> Samples:
-    """The test split of a data SPEC, preprocessed as the model expects; BadInputError on a mismatch."""
-    from edgecnn.data import load_data, preprocessed_split
+    """A data SPEC, preprocessed as the model expects; BadInputError on a mismatch.
+
+    The model's own training data gives its test split; other data (photos for an ImageNet model) is
+    used whole, its class folders looked up in the model's class list.
+    """
+    from edgecnn.data import load_data, preprocessed_sample, preprocessed_split, whole_pool
 
     if preprocess is None:
         raise BadInputError("--data needs the model's preprocessing, and the bundle records none: re-export it")
-    dataset = load_data(data, data_root=data_root, seed=seed)
+    names = tuple(getattr(preprocess, "class_names", ()) or ())
+    dataset = load_data(data, data_root=data_root, seed=seed, class_names=names or None)
     problems = data_mismatches(preprocess, dataset, num_classes)
     if problems:
         raise BadInputError(f"--data {data} does not match the model's preprocessing: {'; '.join(problems)}")
-    inputs, labels = preprocessed_split(dataset, "test", preprocess, limit=limit, seed=seed)
+    if getattr(preprocess, "data", None) == data:
+        inputs, labels = preprocessed_split(dataset, "test", preprocess, limit=limit, seed=seed)
+    else:
+        inputs, labels = preprocessed_sample(whole_pool(dataset), preprocess, limit=limit, seed=seed)
     if len(labels) == 0:
         raise BadInputError(f"--data {data} has an empty test split")
     return Samples(inputs=inputs, labels=labels, source=f"data:{data}")
 
 
-__all__ = ["Samples", "class_count_of", "data_mismatches", "golden_labels_meaningful", "golden_samples",
+def golden_logits_for(inputs: np.ndarray, golden: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    """The golden logits of each input when every input is a golden-set image (--data the golden data), else None.
+
+    Matched on the model input itself: equal up to a pixel level or two, so another JPEG decoder on the
+    device still finds its photos (a coarse signature finds the candidate, the whole image confirms it).
+    """
+    golden_inputs = np.asarray(golden["inputs"], dtype=np.float32)
+    if len(inputs) == 0 or golden_inputs.shape[1:] != inputs.shape[1:]:
+        return None
+    coarse = lambda x: x[:, :, ::8, ::8].reshape(len(x), -1)  # noqa: E731
+    golden_coarse, chosen = coarse(golden_inputs), []
+    for start in range(0, len(inputs), 64):
+        batch = inputs[start : start + 64]
+        distance = np.abs(coarse(batch)[:, None, :] - golden_coarse[None]).mean(axis=2)
+        for row, index in zip(batch, distance.argmin(axis=1)):
+            if float(np.abs(row - golden_inputs[index]).mean()) > _SAME_IMAGE:
+                return None
+            chosen.append(int(index))
+    return np.asarray(golden["logits"], dtype=np.float32)[chosen]
+
+
+# Mean |difference| of two model inputs of one photo decoded twice (model-input units: ~0.02 a pixel level).
+_SAME_IMAGE = 0.03
+
+__all__ = ["Samples", "class_count_of", "data_mismatches", "golden_labels_meaningful", "golden_logits_for",
+           "golden_samples",
            "load_data_samples", "manifest_seed", "read_golden_file"]

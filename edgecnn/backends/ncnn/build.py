@@ -38,7 +38,7 @@ def build(ctx: "BuildContext") -> None:
         raise BadInputError(f"{ctx.profile.name}: {ctx.precision} is not available for ncnn: {INT8_UNAVAILABLE}")
     ctx.stage("tracing the model to TorchScript for pnnx")
     started = time.perf_counter()
-    torchscript = trace(ctx.loaded.model, ctx.data.golden_inputs[:1], ctx.scratch / "model.pt")
+    torchscript = trace(ctx.torch_model, ctx.data.golden_inputs[:1], ctx.scratch / "model.pt")
     trace_s = time.perf_counter() - started
     for precision in ctx.precisions:
         param = ctx.writer.path(f"ncnn/model.{precision}.param")

@@ -30,7 +30,7 @@ def build(ctx: "BuildContext") -> None:
             seconds=seconds, opset=result.opset, purpose="TensorRT engine source")
     ctx.stage("preparing the TensorRT parts (Q/DQ int8 for explicit quantization, build_engine.sh)")
     parts, seconds = timed(lambda: prepare_tensorrt_bundle(
-        ctx.writer.root, fp32_path, ctx.profile, input_spec={**ctx.input_record, "batch": "dynamic"},
+        ctx.writer.root, fp32_path, ctx.profile, input_spec={**ctx.input_record, "batch": ctx.batch_record},
         model_name=ctx.loaded.name, precision=ctx.precision, calibration_batches=ctx.data.calibration,
         method=ctx.request.calib_method, bundle_name=ctx.request.out.name))
     for entry in parts.artifacts:

@@ -11,7 +11,7 @@ def build(ctx) -> None:
         path = ctx.writer.path(f"tflite/model.{precision}.tflite")
         ctx.stage(f"converting to TFLite with litert-torch ({precision})")
         int8 = precision == "int8"
-        result = export_tflite(ctx.loaded.model, ctx.preprocess.input_shape, path, precision=precision,
+        result = export_tflite(ctx.torch_model, ctx.preprocess.input_shape, path, precision=precision,
                                calibration=ctx.data.calibration if int8 else None,
                                **({"int8_scheme": ctx.request.tflite_int8_scheme} if int8 else {}))
         for warning in result.warnings:

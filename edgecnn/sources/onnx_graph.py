@@ -1,0 +1,212 @@
+"""What an ONNX source's graph goes through before a target takes it: normalising (checker, edgecnn's
+input/output names, the stated H/W, a dynamic batch axis where that is safe, onnxslim) for the targets
+that read ONNX, and onnx2torch for the targets that build from a torch module."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgecnn.errors import BadInputError, require
+from edgecnn.sources.onnx_file import BATCH_DIM, INPUT_NAME, OUTPUT_NAME, GraphInput, TorchConversionError
+
+# A graph whose batch was made dynamic must give the original's logits to within float noise.
+_BATCH_RTOL = 1e-4
+# Targets that read the ONNX file itself (named for the user; the registry's labels).
+ONNX_READERS = "ONNX Runtime, OpenVINO and TensorRT"
+
+
+@dataclass(frozen=True)
+class OnnxGraphResult:
+    """What normalising wrote and did to the user's graph (the fields build steps read of an export)."""
+
+    path: Path
+    opset: int
+    input_name: str
+    output_name: str
+    input_shape: tuple[int, int, int]
+    nodes_before: dict[str, int]
+    nodes_after: dict[str, int]
+    fixed_batch: int | None  # None: dynamic batch axis
+    slim_s: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def node_count_before(self) -> int:
+        return sum(self.nodes_before.values())
+
+    @property
+    def node_count_after(self) -> int:
+        return sum(self.nodes_after.values())
+
+    @property
+    def batchnorm_folded(self) -> int:
+        return self.nodes_before.get("BatchNormalization", 0) - self.nodes_after.get("BatchNormalization", 0)
+
+
+def _check(onnx, model, what: str) -> None:
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        first = (str(exc).strip().splitlines() or ["invalid model"])[0]
+        raise BadInputError(f"onnx.checker rejects {what}: {first[:300]}") from None
+
+
+def _rename(model, old: str, new: str) -> None:
+    """Rename tensor `old` to `new` everywhere in the graph (no-op when equal)."""
+    if old == new:
+        return
+    graph = model.graph
+    for node in graph.node:
+        node.input[:] = [new if name == old else name for name in node.input]
+        node.output[:] = [new if name == old else name for name in node.output]
+    for value in list(graph.input) + list(graph.output) + list(graph.value_info):
+        if value.name == old:
+            value.name = new
+
+
+def _set_dims(value, dims: list[int | str]) -> None:
+    shape = value.type.tensor_type.shape
+    for dim, wanted in zip(shape.dim, dims):
+        if isinstance(wanted, str):
+            dim.Clear()
+            dim.dim_param = wanted
+        else:
+            dim.Clear()
+            dim.dim_value = wanted
+
+
+def _prepared(path: Path, graph: GraphInput, input_shape) -> Any:
+    """The user's graph, checked, with edgecnn's names and the stated (C, H, W) fixed in."""
+    onnx = require("onnx", "export", "reading ONNX models")
+    model = onnx.load(str(path))
+    _check(onnx, model, str(path))
+    taken = {name for node in model.graph.node for name in (*node.input, *node.output)}
+    for old, new in ((graph.input_name, INPUT_NAME), (graph.output_name, OUTPUT_NAME)):
+        if old != new and new in taken:
+            raise BadInputError(f"{path}: a tensor other than the graph's {old!r} is named {new!r}; rename it")
+        _rename(model, old, new)
+    batch = graph.batch if graph.batch is not None else BATCH_DIM
+    _set_dims(model.graph.input[0], [batch, *input_shape])
+    out_dims = model.graph.output[0].type.tensor_type.shape.dim
+    if out_dims and graph.batch is None and not out_dims[0].dim_value:
+        out_dims[0].Clear()
+        out_dims[0].dim_param = BATCH_DIM
+    return model
+
+
+def _slim(onnx, model, notes: list[str]) -> tuple[Any, float]:
+    """onnxslim's graph when it succeeds and checks, else `model` with a note."""
+    onnxslim = require("onnxslim", "export", "ONNX graph slimming")
+    started = time.perf_counter()
+    try:
+        slimmed = onnxslim.slim(model)
+        if slimmed is not None:
+            onnx.checker.check_model(slimmed)
+    except Exception as exc:  # noqa: BLE001 - onnxslim raises whatever its passes raise
+        notes.append(f"onnxslim failed ({(str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]}); "
+                     "the graph is kept as given")
+        slimmed = None
+    if slimmed is None:
+        return model, time.perf_counter() - started
+    return slimmed, time.perf_counter() - started
+
+
+def _with_dynamic_batch(onnx, model, reference: Callable[[np.ndarray], np.ndarray], input_shape,
+                        fixed: int) -> Any | None:
+    """`model` with its static batch made dynamic, when it then gives the original's logits at other batches."""
+    from edgecnn.backends import runtime_for_path
+    from edgecnn.inference import run_logits
+
+    candidate = onnx.ModelProto()
+    candidate.CopyFrom(model)
+    del candidate.graph.value_info[:]  # shapes inferred for the fixed batch no longer hold
+    _set_dims(candidate.graph.input[0], [BATCH_DIM, *input_shape])
+    _set_dims(candidate.graph.output[0], [BATCH_DIM] + [d.dim_value or d.dim_param for d in
+                                                        candidate.graph.output[0].type.tensor_type.shape.dim][1:])
+    samples = np.random.default_rng(0).standard_normal((fixed * 2 + 1, *input_shape), dtype=np.float32)
+    with tempfile.TemporaryDirectory(prefix="edgecnn-onnx-") as folder:
+        trial = Path(folder) / "dynamic.onnx"
+        onnx.save(candidate, str(trial))
+        try:
+            got, _ = run_logits(runtime_for_path(trial), trial, samples, threads=1, batch=len(samples))
+        except Exception:  # noqa: BLE001 - a graph that bakes the batch into a Reshape fails here
+            return None
+    want = reference(samples)
+    if got.shape != want.shape:
+        return None
+    scale = max(float(np.abs(want).max()), 1.0)
+    return candidate if float(np.abs(got - want).max()) <= _BATCH_RTOL * scale else None
+
+
+def normalise(source: Path, path: Path, *, graph: GraphInput, input_shape,
+              reference: Callable[[np.ndarray], np.ndarray]) -> OnnxGraphResult:
+    """Write the user's graph, normalised, at `path` (atomically)."""
+    from edgecnn.export.onnx import op_counts
+
+    onnx = require("onnx", "export", "reading ONNX models")
+    input_shape = tuple(int(d) for d in input_shape)
+    original = onnx.load(str(source))
+    nodes_before = op_counts(original)
+    model = _prepared(source, graph, input_shape)
+    notes: list[str] = []
+    fixed = graph.batch
+    if fixed is not None:
+        dynamic = _with_dynamic_batch(onnx, model, reference, input_shape, fixed)
+        if dynamic is not None:
+            model, fixed = dynamic, None
+            notes.append(f"the graph's static batch {graph.batch} was made dynamic (checked at another batch)")
+        else:
+            notes.append(f"the graph's batch stays {fixed}: it gives other logits (or fails) at other batches")
+    model, slim_s = _slim(onnx, model, notes)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        onnx.save(model, str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return OnnxGraphResult(path=path, opset=graph.opset, input_name=INPUT_NAME, output_name=OUTPUT_NAME,
+                           input_shape=input_shape, nodes_before=nodes_before, nodes_after=op_counts(model),
+                           fixed_batch=fixed, slim_s=slim_s, notes=notes)
+
+
+def _unconvertible(model, what: str) -> None:
+    """Refuse, naming op and node, a graph with a node onnx2torch has no converter for."""
+    from onnx2torch.node_converters.registry import get_converter
+
+    opsets = {o.domain or "": o.version for o in model.opset_import}
+    for index, node in enumerate(model.graph.node):
+        domain = node.domain or ""
+        try:
+            get_converter(domain=domain, operation_type=node.op_type, version=opsets.get(domain, 0))
+        except NotImplementedError:
+            raise TorchConversionError(
+                f"{what}: onnx2torch cannot convert op {node.op_type} (node {node.name or f'#{index}'!r}, opset "
+                f"{opsets.get(domain, 0)}), and this target builds from a torch module; {ONNX_READERS} read the "
+                "ONNX file itself and can take it") from None
+
+
+def to_torch(path: Path, *, what: str, graph: GraphInput, input_shape) -> Any:
+    """The graph as an eval-mode torch module (onnx2torch on the slimmed graph), or one line on why not."""
+    onnx = require("onnx", "export", "reading ONNX models")
+    # onnx2torch ships with every torch-based target's host extra; `all` names them together.
+    onnx2torch = require("onnx2torch", "all", "converting an ONNX source for targets built from a torch module")
+    model = _prepared(path, graph, tuple(int(d) for d in input_shape))
+    # onnxslim first: torch's exporter shares weights through Identity nodes onnx2torch cannot follow.
+    model, _ = _slim(onnx, model, [])
+    _unconvertible(model, what)
+    try:
+        module = onnx2torch.convert(model)
+    except Exception as exc:  # noqa: BLE001 - the converter raises whatever its node converters raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise TorchConversionError(f"{what}: onnx2torch cannot convert the graph ({type(exc).__name__}: {first}), "
+                                   f"and this target builds from a torch module; {ONNX_READERS} read the ONNX "
+                                   "file itself and can take it") from None
+    return module.eval()
