@@ -212,3 +212,48 @@ def test_bad_graphs_exit_2_with_one_line(files, cli, tmp_path):
         assert result.exit_code == 2, (args, result.stderr, result.stdout)
         assert expected in _error_line(result), (args, result.stderr)
         assert not (tmp_path / f"bad{index}").exists()
+
+
+def test_a_constant_flatten_reshape_converts_for_tflite(cli, tmp_path):
+    """`x.reshape(-1, K)` exports as Reshape with a constant shape: onnx2torch reads it at run time, which
+    litert-torch cannot trace (EfficientNet-Lite1's ONNX head), so it is rewritten to a static Flatten."""
+    import onnx
+    import torch
+    from torch import nn
+
+    from edgecnn.sources.onnx_graph import _flatten_reshapes
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.pool, self.head = nn.Conv2d(3, 16, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Linear(16, CLASSES)
+
+        def forward(self, x):
+            return self.head(self.pool(torch.relu(self.conv(x))).reshape(-1, 16))
+
+    torch.manual_seed(0)
+    path = _export_onnx(Net().eval(), tmp_path / "reshape.onnx", dynamic=True)
+    graph = onnx.load(str(path))
+    assert [n.op_type for n in graph.graph.node].count("Reshape") == 1
+    assert _flatten_reshapes(onnx, graph) == 1 and "Reshape" not in [n.op_type for n in graph.graph.node]
+    out = tmp_path / "bundle-reshape-arm"
+    result = _export(cli, path, out, *NORM, target="arm")
+    assert result.exit_code == 0, result.stderr + result.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    (fp32,) = [a for a in manifest["artifacts"] if a["precision"] == "fp32"]
+    assert fp32["parity"]["top1_agreement"] >= 0.995 and fp32["parity"]["max_abs_diff"] < 1e-3
+
+
+def test_only_a_proven_flatten_is_rewritten():
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgecnn.sources.onnx_graph import _flatten_reshapes
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4, 2, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    # (n, 4, 2, 2) -> (-1, 8) keeps 8 of 16 values per image: not a flatten from axis 1.
+    shape = numpy_helper.from_array(np.array([-1, 8], dtype=np.int64), "shape")
+    model = helper.make_model(helper.make_graph([helper.make_node("Reshape", ["x", "shape"], ["y"])], "g", [x], [y],
+                                              [shape]), opset_imports=[helper.make_opsetid("", 17)])
+    assert _flatten_reshapes(onnx, model) == 0 and model.graph.node[0].op_type == "Reshape"

@@ -193,6 +193,42 @@ def _unconvertible(model, what: str) -> None:
                 "ONNX file itself and can take it") from None
 
 
+def _flatten_reshapes(onnx, model) -> int:
+    """Turn `Reshape(x, [0|-1, K])` that flattens (N, C, H, W) -> (N, C*H*W) into `Flatten(axis=1)`.
+
+    onnx2torch's Reshape reads its shape tensor at run time (a data-dependent branch on zeros), which
+    litert-torch's tracer cannot follow; Flatten is static. Only a reshape that shape inference proves to
+    be a flatten from axis 1 is rewritten. Returns how many were.
+    """
+    from onnx import numpy_helper
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    ranks = {}
+    for value in [*inferred.graph.value_info, *inferred.graph.input]:
+        dims = value.type.tensor_type.shape.dim
+        ranks[value.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    for node in model.graph.node:  # torch's exporter writes small shapes as Constant nodes
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    rewritten = 0
+    for node in model.graph.node:
+        if node.op_type != "Reshape" or len(node.input) != 2 or node.input[1] not in constants:
+            continue
+        shape, dims = [int(v) for v in constants[node.input[1]].ravel()], ranks.get(node.input[0])
+        if len(shape) != 2 or shape[0] not in (0, -1) or not dims or len(dims) < 2 or None in dims[1:]:
+            continue
+        if shape[1] not in (-1, int(np.prod(dims[1:]))) or (shape[0] == -1 and shape[1] == -1):
+            continue
+        node.op_type, inputs = "Flatten", [node.input[0]]
+        del node.input[:]
+        node.input.extend(inputs)
+        del node.attribute[:]
+        node.attribute.append(onnx.helper.make_attribute("axis", 1))
+        rewritten += 1
+    return rewritten
+
+
 def to_torch(path: Path, *, what: str, graph: GraphInput, input_shape) -> Any:
     """The graph as an eval-mode torch module (onnx2torch on the slimmed graph), or one line on why not."""
     onnx = require("onnx", "export", "reading ONNX models")
@@ -201,6 +237,7 @@ def to_torch(path: Path, *, what: str, graph: GraphInput, input_shape) -> Any:
     model = _prepared(path, graph, tuple(int(d) for d in input_shape))
     # onnxslim first: torch's exporter shares weights through Identity nodes onnx2torch cannot follow.
     model, _ = _slim(onnx, model, [])
+    _flatten_reshapes(onnx, model)
     _unconvertible(model, what)
     try:
         module = onnx2torch.convert(model)
