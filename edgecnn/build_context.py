@@ -155,13 +155,25 @@ class BuildContext:
 
     @property
     def torch_model(self):
-        """The model as a torch module, for targets that build from one (an ONNX source converts here)."""
-        try:
-            return self.loaded.model
-        except BadInputError as exc:
-            from edgecnn.backends import label
+        """The model as a torch module, for targets that build from one (an ONNX source converts here).
 
-            raise BadInputError(f"target {self.profile.name} ({label(self.profile.backend.name)}): {exc}") from None
+        A TorchScript module is not one the tracing converters take: it goes through its own ONNX
+        export and onnx2torch, the same road an ONNX source takes.
+        """
+        from edgecnn.backends import label
+
+        what = f"target {self.profile.name} ({label(self.profile.backend.name)})"
+        try:
+            model = self.loaded.model
+            if type(model).__name__ in ("RecursiveScriptModule", "ScriptModule", "TopLevelTracedModule"):
+                from edgecnn.sources.onnx_graph import torch_module_from_onnx
+
+                path = self.scratch / "torchscript-for-conversion.onnx"
+                self.onnx_fp32(path)
+                return torch_module_from_onnx(path, what=what)
+            return model
+        except BadInputError as exc:
+            raise BadInputError(f"{what}: {exc}") from None
 
     @property
     def reference_label(self) -> str:

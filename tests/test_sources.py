@@ -171,7 +171,7 @@ def test_own_model_exports_then_verifies_and_benches_without_torch(kind, models,
     assert rows and all(row["torch_imported"] is False for row in rows)
 
 
-@pytest.mark.parametrize("kind,target", [("py", "x86"), ("py", "arm"), ("pt2", "arm")])
+@pytest.mark.parametrize("kind,target", [("py", "x86"), ("py", "arm"), ("pt2", "arm"), ("ts", "arm"), ("ts", "arm-ncnn")])
 def test_own_model_exports_to_cpu_targets(kind, target, models, cli, tmp_path):
     source = f"{models['py']}:build" if kind == "py" else str(models[kind])
     out = tmp_path / f"bundle-{kind}-{target}"

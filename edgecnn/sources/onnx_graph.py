@@ -229,12 +229,14 @@ def _flatten_reshapes(onnx, model) -> int:
     return rewritten
 
 
-def to_torch(path: Path, *, what: str, graph: GraphInput, input_shape) -> Any:
-    """The graph as an eval-mode torch module (onnx2torch on the slimmed graph), or one line on why not."""
+def torch_module_from_onnx(path: Path, *, what: str) -> Any:
+    """An edgecnn-exported ONNX graph (input `input`, dynamic batch) as an eval-mode torch module."""
     onnx = require("onnx", "export", "reading ONNX models")
-    # onnx2torch ships with every torch-based target's host extra; `all` names them together.
-    onnx2torch = require("onnx2torch", "all", "converting an ONNX source for targets built from a torch module")
-    model = _prepared(path, graph, tuple(int(d) for d in input_shape))
+    return _convert(onnx, onnx.load(str(path)), what)
+
+
+def _convert(onnx, model, what: str) -> Any:
+    onnx2torch = require("onnx2torch", "all", "converting an ONNX graph for targets built from a torch module")
     # onnxslim first: torch's exporter shares weights through Identity nodes onnx2torch cannot follow.
     model, _ = _slim(onnx, model, [])
     _flatten_reshapes(onnx, model)
@@ -247,3 +249,11 @@ def to_torch(path: Path, *, what: str, graph: GraphInput, input_shape) -> Any:
                                    f"and this target builds from a torch module; {ONNX_READERS} read the ONNX "
                                    "file itself and can take it") from None
     return module.eval()
+
+
+def to_torch(path: Path, *, what: str, graph: GraphInput, input_shape) -> Any:
+    """The graph as an eval-mode torch module (onnx2torch on the slimmed graph), or one line on why not."""
+    onnx = require("onnx", "export", "reading ONNX models")
+    # onnx2torch ships with every torch-based target's host extra; `all` names them together.
+    require("onnx2torch", "all", "converting an ONNX source for targets built from a torch module")
+    return _convert(onnx, _prepared(path, graph, tuple(int(d) for d in input_shape)), what)
