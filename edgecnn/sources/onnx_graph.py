@@ -14,6 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgecnn.errors import BadInputError, require
+from edgecnn.export.onnx import NodeCounts
 from edgecnn.sources.onnx_file import BATCH_DIM, INPUT_NAME, OUTPUT_NAME, GraphInput, TorchConversionError
 
 # A graph whose batch was made dynamic must give the original's logits to within float noise.
@@ -23,7 +24,7 @@ ONNX_READERS = "ONNX Runtime, OpenVINO and TensorRT"
 
 
 @dataclass(frozen=True)
-class OnnxGraphResult:
+class OnnxGraphResult(NodeCounts):
     """What normalising wrote and did to the user's graph (the fields build steps read of an export)."""
 
     path: Path
@@ -36,14 +37,6 @@ class OnnxGraphResult:
     fixed_batch: int | None  # None: dynamic batch axis
     slim_s: float
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def node_count_before(self) -> int:
-        return sum(self.nodes_before.values())
-
-    @property
-    def node_count_after(self) -> int:
-        return sum(self.nodes_after.values())
 
     @property
     def batchnorm_folded(self) -> int:
