@@ -1,7 +1,7 @@
 """The run report: summary rows merged from a run folder's JSON files, the HTML page, `edgecnn report`.
 
 The run folder is written here in the exact shapes `edgecnn train`, `export`, `verify --json` and
-`bench --json` produce (see edgecnn/train.py, bundle.py, verify.py, bench.py), so these tests need
+`bench --json` produce (see edgecnn/train/, bundle.py, verify/, bench/), so these tests need
 no training or export and take about a second.
 """
 
