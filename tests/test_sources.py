@@ -249,3 +249,24 @@ def test_library_errors_in_the_api():
         load_source("timm:")
     with pytest.raises(BadInputError, match="--channels must be 1 or 3"):
         load_source("torchvision:mnasnet1_0", weights="random", stated=StatedPreprocess(channels=2))
+
+
+def test_eval_takes_your_own_model_with_stated_preprocessing(cli, tmp_path):
+    factory = tmp_path / "digits_net.py"
+    factory.write_text(
+        "from torch import nn\n\n\n"
+        "def build():\n"
+        "    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),\n"
+        "                         nn.Linear(8, 10))\n")
+    report = tmp_path / "eval.json"
+    result = cli("eval", f"{factory}:build", "--data", "digits", *STATED, "--json", str(report))
+    assert result.exit_code == 0, result.stderr + result.stdout
+    payload = json.loads(report.read_text())
+    assert payload["model"] == "digits_net_build" and payload["samples"] > 100
+    assert 0.0 <= payload["top1"] <= 100.0 and payload["top1"] <= payload["top5"]
+    assert payload["preprocess"]["size"] == SIZE and payload["preprocess"]["mean"] == [0.5, 0.5, 0.5]
+    # Without its preprocessing the model is refused, naming the flags; --input-size is not for zoo names.
+    refused = cli("eval", f"{factory}:build", "--data", "digits")
+    assert refused.exit_code == 2 and "--input-size" in _error_line(refused)
+    zoo = cli("eval", "lenet5", "--data", "digits", "--weights", "random", "--input-size", "32")
+    assert zoo.exit_code == 2 and "--input-size" in _error_line(zoo)

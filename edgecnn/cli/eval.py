@@ -25,19 +25,31 @@ def eval_command(
     seed: Optional[int] = typer.Option(None, "--seed", help="Split seed \\[default: the checkpoint's, else 0]."),
     batch_size: int = typer.Option(256, "--batch-size", help="Inference batch size."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON to this file."),
+    input_size: Optional[int] = typer.Option(None, "--input-size", help="Foreign source: input side S."),
+    resize: Optional[int] = typer.Option(None, "--resize", help="Foreign source: shorter side before the centre crop."),
+    mean: Optional[str] = typer.Option(None, "--mean", help="Foreign source: per-channel mean a,b,c on pixels in [0, 1]."),
+    std: Optional[str] = typer.Option(None, "--std", help="Foreign source: per-channel std a,b,c on pixels in [0, 1]."),
+    channels: Optional[int] = typer.Option(None, "--channels", help="Foreign source: 1 or 3 input channels."),
+    classes: Optional[Path] = typer.Option(None, "--classes", help="Foreign source: class list file (line number = class index)."),
 ) -> None:
-    """Report top-1 and top-5 accuracy on the test split."""
+    """Report top-1 and top-5 accuracy on the test split (of a zoo model, a checkpoint or your own model)."""
     from edgecnn.atomic import check_output_path
     from edgecnn.errors import BadInputError, require
 
     check_output_path(json_path, option="--json")
     require("torch", "torch", "edgecnn eval")
-    from edgecnn.checkpoint import load_model
     from edgecnn.data import load_data, preprocess_for
+    from edgecnn.sources import StatedPreprocess, is_foreign, load_source
     from edgecnn.train import evaluate
 
-    loaded = load_model(source, weights=weights, state_dict=state_dict)
-    if not loaded.from_checkpoint and loaded.spec.name != source:
+    stated = StatedPreprocess(input_size=input_size, resize=resize, mean=mean, std=std, channels=channels,
+                              classes=str(classes) if classes else None)
+    foreign = is_foreign(source)
+    if not foreign and input_size is not None:
+        raise BadInputError("--input-size describes your own model; a zoo name or checkpoint is evaluated at the "
+                            "size its data and recipe give")
+    loaded = load_source(source, weights=weights, state_dict=state_dict, stated=stated)
+    if not foreign and not loaded.from_checkpoint and loaded.spec.name != source:
         note(f"{source} -> {loaded.spec.name}")
     checkpoint = loaded.checkpoint or {}
     data = data or checkpoint.get("data")
@@ -46,20 +58,22 @@ def eval_command(
     if data_root is None and checkpoint.get("data_root"):
         data_root = Path(checkpoint["data_root"])
     split_seed = seed if seed is not None else int(checkpoint.get("seed") or 0)
-    dataset = load_data(data, data_root=data_root, seed=split_seed)
+    # A foreign model's folders are looked up in its class list (e.g. ImageNet synsets).
+    dataset = load_data(data, data_root=data_root, seed=split_seed,
+                        class_names=tuple(loaded.class_names or ()) or None if foreign else None)
     if dataset.num_classes != loaded.num_classes:
         raise BadInputError(
             f"class-count mismatch: {source} predicts {loaded.num_classes} classes, {data} has {dataset.num_classes}"
         )
-    if loaded.from_checkpoint:
-        preprocess = loaded.preprocess
+    if foreign or loaded.from_checkpoint:
+        preprocess = loaded.preprocess  # stated, or from the library's config: never guessed from the data
     else:
         preprocess = preprocess_for(loaded.spec, dataset, pretrained=True, data_spec=data)
     if not loaded.accuracy_meaningful:
         note("random weights: this accuracy means nothing")
     top1, top5 = evaluate(loaded.model, dataset.split(split), preprocess, batch_size=batch_size)
     result = {
-        "model": loaded.spec.name,
+        "model": loaded.name,
         "source": str(source),
         "weights": loaded.provenance.get("weights"),
         "data": data,
