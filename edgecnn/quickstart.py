@@ -177,7 +177,7 @@ def _verify_all(settings: QuickstartSettings, bundles: dict[str, Path], run_dir:
 def _bench_all(settings: QuickstartSettings, bundles: dict[str, Path], checkpoint: Path, run_dir: Path,
                step: Callable[[str], None]) -> None:
     """Each artifact in its own process, and PyTorch eager as the baseline."""
-    from edgecnn.backends import backends
+    from edgecnn.backends import baseline_backend
 
     results = []
     common = ["--warmup", str(BENCH_WARMUP), "--min-time", str(settings.bench_min_time_s), "--batch", "1"]
@@ -191,7 +191,7 @@ def _bench_all(settings: QuickstartSettings, bundles: dict[str, Path], checkpoin
         payload["target"] = target
         results.append(payload)
     step("4/5 benchmarking the PyTorch eager baseline")
-    baseline = next(b.name for b in backends() if not b.deploy)
+    baseline = baseline_backend().name
     payload, _ = _run_json(["bench", str(checkpoint), "--runtime", baseline, *common], run_dir / "bench" / "pytorch.json")
     payload["target"] = "pytorch"
     results.append(payload)

@@ -130,6 +130,12 @@ def backends(*, deploy_only: bool = False) -> list[Backend]:
     return [b for b in found if b.deploy or not deploy_only]
 
 
+def baseline_backend() -> Backend:
+    """The backend every artifact is compared with: the one registered backend that is never a deploy target."""
+    (baseline,) = [b for b in backends() if not b.deploy]
+    return baseline
+
+
 def runtime_names() -> list[str]:
     """The runtimes edgecnn can run, in table order."""
     return [b.name for b in backends()]
@@ -185,5 +191,5 @@ def _load(reference: str) -> Any:
     return getattr(importlib.import_module(module_name), attribute)
 
 
-__all__ = ["Backend", "register", "backends", "runtime_names", "resolve_runtime", "get_backend", "get_runner",
+__all__ = ["Backend", "register", "backends", "baseline_backend", "runtime_names", "resolve_runtime", "get_backend", "get_runner",
            "runtime_for_path", "label", "applied_keys"]

@@ -5,15 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
-from edgecnn.backends import backends, resolve_runtime, runtime_for_path
+from edgecnn.backends import baseline_backend, resolve_runtime, runtime_for_path
 from edgecnn.bench.settings import BenchTarget
 from edgecnn.bundle import checkpoint_of
 from edgecnn.errors import BadInputError
 
 
 def reference_runtime() -> str:
-    """The runtime of the eager reference run: the one registered backend that is never a deploy target."""
-    return next(b.name for b in backends() if not b.deploy)
+    """The runtime of the eager reference run (the registry's baseline backend)."""
+    return baseline_backend().name
 
 
 def artifact_size_bytes(path: Path) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from edgecnn.atomic import read_json
-from edgecnn.backends import Backend, backends, get_backend
+from edgecnn.backends import Backend, get_backend
 from edgecnn.errors import BadInputError
 
 SUMMARY_NAME = "summary.json"
@@ -37,11 +37,6 @@ def backend_of(runtime: str | None) -> Backend | None:
         return get_backend(runtime)
     except BadInputError:
         return None
-
-
-def baseline_backend() -> Backend:
-    """The backend every speed-up is measured against: the one that is never a deploy target."""
-    return next(b for b in backends() if not b.deploy)
 
 
 def is_baseline_runtime(runtime: str | None) -> bool:

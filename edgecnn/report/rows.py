@@ -12,8 +12,9 @@ from edgecnn.backends import label
 from edgecnn.formatting import (
     format_mb, format_ms, format_percent, format_points, format_share, format_speedup,
 )
+from edgecnn.backends import baseline_backend
 from edgecnn.report.load import (
-    PYTORCH_TARGET, BundleInfo, RunData, backend_of, baseline_backend, baseline_measurement, batch_one,
+    PYTORCH_TARGET, BundleInfo, RunData, backend_of, baseline_measurement, batch_one,
     error_text, load_run, match_artifact, rounded,
 )
 

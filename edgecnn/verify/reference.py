@@ -35,10 +35,9 @@ def torch_available() -> bool:
 
 def reference_runtime() -> str:
     """The runtime that runs a checkpoint: the registry's one baseline (non-deploy) backend."""
-    from edgecnn.backends import backends
+    from edgecnn.backends import baseline_backend
 
-    (baseline,) = [b.name for b in backends() if not b.deploy]
-    return baseline
+    return baseline_backend().name
 
 
 def is_reference_runtime(runtime: str) -> bool:
