@@ -231,3 +231,19 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120)
         [sys.executable, "-c", _CLI, *args], capture_output=True, text=True, env=env, timeout=timeout,
         cwd=REPO,
     )
+
+
+def verify_and_bench_without_torch(bundle: Path, tmp_path: Path, *bench_args: str) -> list[dict]:
+    """`edgecnn verify BUNDLE` and `edgecnn bench BUNDLE` where `import torch` fails; both must pass.
+
+    Returns bench's JSON rows, for callers that check them further.
+    """
+    import json
+
+    env = blocking_env(tmp_path, "torch")
+    verified = run_cli("verify", str(bundle), env=env)
+    assert verified.returncode == 0, verified.stderr
+    report = tmp_path / f"bench-{bundle.name}.json"
+    benched = run_cli("bench", str(bundle), *bench_args, "--json", str(report), env=env)
+    assert benched.returncode == 0, benched.stderr
+    return json.loads(report.read_text())["artifacts"]

@@ -12,7 +12,7 @@ import pytest
 from edgecnn.errors import BadInputError
 from edgecnn.preprocess import PreprocessSpec
 from edgecnn.sources import StatedPreprocess, is_foreign, load_source, parse_source, source_name
-from runtime_helpers import blocking_env, run_cli
+from runtime_helpers import verify_and_bench_without_torch
 
 SIZE = 32
 CLASSES = 7
@@ -161,13 +161,7 @@ def test_own_model_exports_then_verifies_and_benches_without_torch(kind, models,
     assert manifest["preprocess"]["class_names"][CLASSES - 1] == f"class{CLASSES - 1}"
     (artifact,) = [a for a in manifest["artifacts"] if a["precision"] == "fp32"]
     assert artifact["parity"]["top1_agreement"] >= 0.995
-    env = blocking_env(tmp_path, "torch")
-    verified = run_cli("verify", str(out), env=env)
-    assert verified.returncode == 0, verified.stderr
-    report = tmp_path / f"bench-{kind}.json"
-    benched = run_cli("bench", str(out), *FAST, "--json", str(report), env=env)
-    assert benched.returncode == 0, benched.stderr
-    rows = json.loads(report.read_text())["artifacts"]
+    rows = verify_and_bench_without_torch(out, tmp_path, *FAST)
     assert rows and all(row["torch_imported"] is False for row in rows)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from edgecnn.errors import BadInputError
 from edgecnn.sources import StatedPreprocess, load_source, parse_source, source_name
-from runtime_helpers import blocking_env, run_cli
+from runtime_helpers import verify_and_bench_without_torch
 
 SIZE = 32
 CLASSES = 7
@@ -150,13 +150,7 @@ def test_onnx_source_to_onnx_then_verify_and_bench_without_torch(kind, files, cl
 
     graph = onnx.load(str(out / artifact["path"])).graph
     assert [i.name for i in graph.input] == ["input"] and [o.name for o in graph.output] == ["logits"]
-    env = blocking_env(tmp_path, "torch")
-    verified = run_cli("verify", str(out), env=env)
-    assert verified.returncode == 0, verified.stderr
-    report = tmp_path / f"bench-{kind}.json"
-    benched = run_cli("bench", str(out), *FAST, "--json", str(report), env=env)
-    assert benched.returncode == 0, benched.stderr
-    rows = json.loads(report.read_text())["artifacts"]
+    rows = verify_and_bench_without_torch(out, tmp_path, *FAST)
     assert rows and all(row["torch_imported"] is False for row in rows)
 
 
@@ -168,12 +162,7 @@ def test_onnx_source_to_cpu_targets(target, files, cli, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     fp32 = [a for a in manifest["artifacts"] if a["precision"] == "fp32"]
     assert fp32 and all(a["parity"]["top1_agreement"] >= 0.995 for a in fp32)
-    env = blocking_env(tmp_path, "torch")
-    verified = run_cli("verify", str(out), env=env)
-    assert verified.returncode == 0, verified.stderr
-    report = tmp_path / f"bench-{target}.json"
-    benched = run_cli("bench", str(out), *FAST, "--json", str(report), env=env)
-    assert benched.returncode == 0, benched.stderr
+    verify_and_bench_without_torch(out, tmp_path, *FAST)
 
 
 def test_dynamic_height_and_width_take_the_stated_size(files, cli, tmp_path):
