@@ -25,7 +25,7 @@ from edgecnn.backends.torch.reference import torch_logits  # noqa: E402
 from edgecnn.compare import ParityError, compare_logits, enforce  # noqa: E402
 from edgecnn.errors import BadInputError, CheckFailedError  # noqa: E402
 
-from export_helpers import INPUT_SHAPE, accuracy, digits  # noqa: E402
+from export_helpers import INPUT_SHAPE, accuracy, digits, fit_on_digits  # noqa: E402
 
 CALIBRATION_SIZE = 200
 
@@ -70,23 +70,7 @@ class TinyResidual(nn.Module):
 def trained() -> nn.Module:
     """TinyResidual after 4 epochs on digits (a few seconds on one thread, ~95 % test accuracy)."""
     torch.manual_seed(0)
-    model = TinyResidual()
-    train_x, train_y, _, _ = digits()
-    x, y = torch.from_numpy(train_x), torch.from_numpy(train_y)
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
-    generator = torch.Generator().manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the machine is shared: a second thread mostly waits
-    try:
-        model.train()
-        for _ in range(4):
-            for idx in torch.randperm(len(x), generator=generator).split(64):
-                optimiser.zero_grad()
-                nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-                optimiser.step()
-    finally:
-        torch.set_num_threads(threads)
-    return model.eval()
+    return fit_on_digits(TinyResidual(), epochs=4, lr=1e-2)
 
 
 @pytest.fixture(scope="module")

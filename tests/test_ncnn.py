@@ -39,34 +39,18 @@ def digits_checkpoint(tmp_path_factory):
     pnnx has no ncnn layer for (the export refuses it; see the test below).
     """
     import torch
-    from torch import nn
 
     from edgecnn.checkpoint import save_checkpoint
     from edgecnn.preprocess import PreprocessSpec
     from edgecnn.zoo import build_model
-    from export_helpers import digits
+    from export_helpers import fit_on_digits
 
     torch.manual_seed(0)
-    model = build_model("resnet18", num_classes=10)
-    train_x, train_y, _, _ = digits()
-    x, y = torch.from_numpy(train_x), torch.from_numpy(train_y)
-    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
-    generator = torch.Generator().manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a second thread on a shared 2-core machine only waits
-    try:
-        model.train()
-        for _ in range(3):
-            for idx in torch.randperm(len(x), generator=generator).split(64):
-                optimiser.zero_grad()
-                nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-                optimiser.step()
-    finally:
-        torch.set_num_threads(threads)
+    model = fit_on_digits(build_model("resnet18", num_classes=10), epochs=3, lr=3e-3)
     preprocess = PreprocessSpec(size=32, channels=3, mean=(0.5,) * 3, std=(0.5,) * 3,
                                 class_names=tuple(str(i) for i in range(10)))
     return save_checkpoint(tmp_path_factory.mktemp("resnet18-digits") / "resnet18.pt", arch="resnet18",
-                           state_dict=model.eval().state_dict(), preprocess=preprocess, data="digits", seed=0)
+                           state_dict=model.state_dict(), preprocess=preprocess, data="digits", seed=0)
 
 
 @pytest.fixture(scope="module")
