@@ -96,6 +96,7 @@ class BuildContext:
     calibration_details: dict = field(default_factory=dict)
     extra_manifest: dict = field(default_factory=dict)  # runtime-specific manifest sections
     deferred: list = field(default_factory=list)  # run on the finished bundle folder
+    _from_torchscript: Any = None  # a TorchScript model's onnx2torch module, converted once
 
     @property
     def precisions(self) -> list[str]:
@@ -165,13 +166,17 @@ class BuildContext:
         what = f"target {self.profile.name} ({label(self.profile.backend.name)})"
         try:
             model = self.loaded.model
-            if type(model).__name__ in ("RecursiveScriptModule", "ScriptModule", "TopLevelTracedModule"):
+            import torch  # loaded already: the model is a torch module
+
+            if not isinstance(model, torch.jit.ScriptModule):
+                return model
+            if self._from_torchscript is None:  # one conversion for every precision the target builds
                 from edgecnn.sources.onnx_graph import torch_module_from_onnx
 
                 path = self.scratch / "torchscript-for-conversion.onnx"
                 self.onnx_fp32(path)
-                return torch_module_from_onnx(path, what=what)
-            return model
+                self._from_torchscript = torch_module_from_onnx(path, what=what)
+            return self._from_torchscript
         except BadInputError as exc:
             raise BadInputError(f"{what}: {exc}") from None
 
