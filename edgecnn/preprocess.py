@@ -3,9 +3,11 @@
 Numpy only, on purpose: the device side (bench, verify on a Raspberry Pi with only a TFLite
 runtime) reproduces exactly what training and export did, without torch.
 
-The resize is bilinear with half-pixel centres and no antialiasing, the same arithmetic as
-`torch.nn.functional.interpolate(mode="bilinear", align_corners=False, antialias=False)`, written
-as two small interpolation matrices so one matrix product per axis does the whole batch.
+The resize of pixel arrays is bilinear (or bicubic, as many timm models were trained) with half-pixel
+centres and no antialiasing, the same arithmetic as `torch.nn.functional.interpolate(mode=...,
+align_corners=False, antialias=False)`, written as two small interpolation matrices so one matrix product
+per axis does the whole batch. Photo files are resized by PIL with the same named filter (edgecnn.data.photos),
+as torchvision's and timm's eval transforms do on PIL images.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import numpy as np
 
 from edgecnn.errors import BadInputError
 
-RESIZE_METHODS = ("bilinear",)
+RESIZE_METHODS = ("bilinear", "bicubic")
+# torch's upsample_bicubic2d (and OpenCV) use this cubic convolution coefficient.
+_CUBIC_A = -0.75
 # ITU-R BT.601 luma, the weights PIL's convert("L") uses: RGB data fed to a 1-channel model.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 # The batch is processed in chunks so a 60,000-image split never needs one giant float copy.
@@ -170,8 +174,9 @@ class PreprocessSpec:
                 f"images must be (N,H,W) or (N,H,W,C) with C in 1, 3, 4; got shape {tuple(images.shape)}"
             )
         n, height, width, _ = images.shape
-        rows = bilinear_matrix(height, self.size)
-        cols_t = bilinear_matrix(width, self.size).T.copy()
+        matrix = bicubic_matrix if self.resize == "bicubic" else bilinear_matrix
+        rows = matrix(height, self.size)
+        cols_t = matrix(width, self.size).T.copy()
         out = np.empty((n, self.channels, self.size, self.size), dtype=np.float32)
         for start in range(0, n, _CHUNK):
             chunk = self._convert_channels(images[start : start + _CHUNK])  # (n, C, H, W) float32
@@ -227,6 +232,38 @@ def bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
     return matrix.astype(np.float32)
 
 
+def bicubic_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """(out_size, in_size) float32 matrix of torch's bicubic resize (align_corners=False, no antialias).
+
+    Four taps of the cubic convolution kernel (A = -0.75) around the half-pixel source coordinate, which
+    is not clamped at 0 (unlike bilinear); taps outside the image read the edge pixel.
+    """
+    matrix = np.zeros((out_size, in_size), dtype=np.float64)
+    if in_size == out_size:
+        np.fill_diagonal(matrix, 1.0)
+        return matrix.astype(np.float32)
+    scale = np.float32(in_size) / np.float32(out_size)
+    for i in range(out_size):
+        source = float((np.float32(i) + np.float32(0.5)) * scale - np.float32(0.5))
+        low = math.floor(source)
+        t = source - low
+        for offset, weight in zip((-1, 0, 1, 2), _cubic_weights(t)):
+            matrix[i, min(max(low + offset, 0), in_size - 1)] += weight
+    return matrix.astype(np.float32)
+
+
+def _cubic_weights(t: float) -> tuple[float, float, float, float]:
+    a = _CUBIC_A
+
+    def near(x: float) -> float:  # |x| <= 1
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x: float) -> float:  # 1 < |x| < 2
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    return far(t + 1), near(t), near(1 - t), far(2 - t)
+
+
 def _check_int(name: str, value: Any, *, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise BadInputError(f"preprocess spec: {name} must be an integer >= {minimum}, got {value!r}")
@@ -242,4 +279,4 @@ def _as_tuple(name: str, value: Any) -> tuple:
     return tuple(value)
 
 
-__all__ = ["PreprocessSpec", "bilinear_matrix", "RESIZE_METHODS"]
+__all__ = ["PreprocessSpec", "bicubic_matrix", "bilinear_matrix", "RESIZE_METHODS"]

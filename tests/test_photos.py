@@ -203,3 +203,43 @@ def test_export_with_golden_data_then_verify_on_photos(net, present, tmp_path, c
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and "not_a_synset is not in the model's class list" in errors[0], result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_a_bicubic_timm_model_gets_timms_own_eval_pixels():
+    """timm's resnet18 resizes bicubic: edgecnn's preprocessing of a photo equals timm's eval transform."""
+    timm = pytest.importorskip("timm")
+    from PIL import Image
+
+    from edgecnn.data import load_data, whole_pool
+    from edgecnn.sources import load_source
+
+    loaded = load_source("timm:resnet18", weights="random")
+    spec = loaded.preprocess
+    assert spec.resize == "bicubic" and spec.to_dict()["resize"] == "bicubic"
+    model = timm.create_model("resnet18", pretrained=False)
+    config = timm.data.resolve_model_data_config(model)
+    transform = timm.data.create_transform(**config, is_training=False)
+    pool = whole_pool(load_data(f"imagefolder:{SAMPLE}"))
+    picks = np.asarray([0, 7])
+    ours = spec.apply(pool.images[picks])
+    for row, index in enumerate(picks):
+        theirs = transform(Image.open(pool.images.paths[index]).convert("RGB")).numpy()
+        np.testing.assert_allclose(ours[row], theirs, atol=1e-5)
+
+
+def test_bicubic_pixel_arrays_resize_like_torch():
+    torch = pytest.importorskip("torch")
+    from edgecnn.preprocess import bicubic_matrix
+
+    rng = np.random.default_rng(0)
+    for source, target in ((8, 32), (300, 224), (5, 9)):
+        image = rng.random((source, source), dtype=np.float32)
+        expected = torch.nn.functional.interpolate(torch.from_numpy(image)[None, None], size=(target, target),
+                                                   mode="bicubic", align_corners=False)[0, 0].numpy()
+        matrix = bicubic_matrix(source, target)
+        np.testing.assert_allclose(matrix @ image @ matrix.T, expected, atol=5e-5)
+    spec = PreprocessSpec(size=16, channels=1, mean=(0.0,), std=(1.0,), resize="bicubic")
+    pixels = (rng.random((2, 8, 8)) * 255).astype(np.uint8)
+    expected = torch.nn.functional.interpolate(torch.from_numpy(pixels.astype(np.float32) / 255)[:, None],
+                                               size=(16, 16), mode="bicubic", align_corners=False).numpy()
+    np.testing.assert_allclose(spec.apply(pixels), expected, atol=5e-5)

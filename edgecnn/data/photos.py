@@ -56,13 +56,14 @@ def crop_geometry(width: int, height: int, size: int, shorter: int) -> tuple[tup
     return (new_w, new_h), (left, top, left + size, top + size)
 
 
-def center_crop(image, *, size: int, shorter: int, channels: int) -> np.ndarray:
-    """One PIL image -> uint8 (S, S) luma or (S, S, 3) RGB: shorter side to `shorter`, centre crop."""
+def center_crop(image, *, size: int, shorter: int, channels: int, resize: str = "bilinear") -> np.ndarray:
+    """One PIL image -> uint8 (S, S) luma or (S, S, 3) RGB: shorter side to `shorter` with PIL's `resize`
+    filter (bilinear or bicubic, as the model's eval transform), then the centre crop."""
     Image = _pil()
     image = image.convert("L" if channels == 1 else "RGB")
     new_size, box = crop_geometry(image.width, image.height, size, shorter)
     if new_size != image.size:
-        image = image.resize(new_size, Image.BILINEAR)
+        image = image.resize(new_size, Image.BICUBIC if resize == "bicubic" else Image.BILINEAR)
     return np.asarray(image.crop(box), dtype=np.uint8)
 
 
@@ -147,7 +148,7 @@ class ImageFiles:
         out = np.empty(shape, dtype=np.uint8)
         for row, index in enumerate(self._indices):
             out[row] = center_crop(_open(self._catalog.paths[index]), size=spec.size,
-                                   shorter=spec.resize_shorter, channels=spec.channels)
+                                   shorter=spec.resize_shorter, channels=spec.channels, resize=spec.resize)
         return out
 
     def _whole(self, indices) -> np.ndarray:

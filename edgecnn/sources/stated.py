@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from edgecnn.errors import BadInputError
-from edgecnn.preprocess import PreprocessSpec
+from edgecnn.preprocess import RESIZE_METHODS, PreprocessSpec
 
 # The centre-crop ratio ImageNet classifiers are evaluated with: resize the shorter side to S / 0.875.
 DEFAULT_CROP_PCT = 0.875
@@ -123,6 +123,9 @@ def build_preprocess(stated: StatedPreprocess, defaults: Defaults, *, what: str,
         raise BadInputError(f"--resize {resize} is smaller than --input-size {size}: the shorter side is resized "
                             "to R, then the centre S x S is cropped")
     stated_norm = stated.mean is not None or stated.std is not None
+    # The library's resize filter (timm: bicubic for many models) where edgecnn has it; bilinear otherwise.
+    method = defaults.notes.get("interpolation")
     return PreprocessSpec(size=size, channels=channels, mean=mean or (0.0,) * channels,
                           std=std or (1.0,) * channels, normalization="manual" if stated_norm or defaults.mean is None
-                          else "model", resize_shorter=int(resize))
+                          else "model", resize_shorter=int(resize),
+                          resize=method if method in RESIZE_METHODS else "bilinear")
