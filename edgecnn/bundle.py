@@ -350,6 +350,13 @@ def checkpoint_of(bundle) -> Path | None:
     return path if path.is_file() else None
 
 
+def replay_of(bundle) -> dict | None:
+    """How to re-run the foreign source the bundle was exported from (manifest model.replay), if recorded."""
+    model = (getattr(bundle, "manifest", None) or {}).get("model")
+    value = model.get("replay") if isinstance(model, dict) else None
+    return value if isinstance(value, dict) else None
+
+
 def default_threads_for(bundle) -> int:
     """The bundle's device profile `threads`, else the physical cores."""
     profile = getattr(bundle, "profile", None) if bundle is not None else None

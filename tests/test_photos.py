@@ -243,3 +243,40 @@ def test_bicubic_pixel_arrays_resize_like_torch():
     expected = torch.nn.functional.interpolate(torch.from_numpy(pixels.astype(np.float32) / 255)[:, None],
                                                size=(16, 16), mode="bicubic", align_corners=False).numpy()
     np.testing.assert_allclose(spec.apply(pixels), expected, atol=5e-5)
+
+
+def test_verify_replays_a_foreign_source_on_photos_outside_the_golden_set(net, present, tmp_path, cli):
+    """No checkpoint: verify re-runs the factory (PyTorch) or the ONNX file (ONNX Runtime, torch blocked) live;
+    a source file changed since export is no reference."""
+    import torch
+
+    from runtime_helpers import blocking_env, run_cli
+
+    work = tmp_path / "src"
+    work.mkdir()
+    factory = work / "net.py"
+    factory.write_text(NET_PY)
+    golden, others = _subset(tmp_path, "golden", present[:12]), _subset(tmp_path, "others", present[200:216])
+    onnx_file = work / "net.onnx"
+    torch.onnx.export(_loaded(factory).model, (torch.zeros(1, 3, SIZE, SIZE),), str(onnx_file), dynamo=False,
+                      input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    for source, needs_torch, name in ((f"{factory}:build", True, "py"), (str(onnx_file), False, "onnx")):
+        out = tmp_path / f"bundle-{name}"
+        result = cli("export", source, *STATED, "--classes", str(SYNSETS), "--target", "onnx", "--precision", "fp32",
+                     "--out", str(out), "--golden-data", f"imagefolder:{golden}")
+        assert result.exit_code == 0, result.stderr + result.stdout
+        replay = json.loads((out / "manifest.json").read_text())["model"]["replay"]
+        assert Path(replay["source"].rpartition(":build")[0] or replay["source"]).is_absolute()
+        report_path = tmp_path / f"{out.name}.json"
+        env = None if needs_torch else blocking_env(tmp_path, "torch")
+        done = run_cli("verify", str(out), "--data", f"imagefolder:{others}", "--json", str(report_path), env=env)
+        assert done.returncode == 0, done.stderr
+        report = json.loads(report_path.read_text())
+        assert report["reference_source"] == "pytorch-live" and report["samples"] == 16
+        runtime = "PyTorch" if needs_torch else "ONNX Runtime"
+        assert str(work) in report["reference_label"] and runtime in report["reference_label"]
+        assert report["artifacts"][0]["agreement"] >= 0.995
+    # The factory's file edited after export: its sha256 differs, so it is no reference for other photos.
+    factory.write_text(NET_PY.replace("manual_seed(0)", "manual_seed(1)"))
+    done = run_cli("verify", str(tmp_path / "bundle-py"), "--data", f"imagefolder:{others}")
+    assert done.returncode == 2 and "changed since export" in done.stderr, done.stderr

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from edgecnn.cli import app
 from edgecnn.cli._common import console, err_console, handle_errors, note, write_json
+from edgecnn.cli.remote import ACCEPT_NEW, FLEET, IDENTITY, KEEP, ON
 
 
 @app.command("verify")
@@ -36,9 +37,26 @@ def verify_command(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write every number as JSON to this file."),
     junit_path: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML (one test case per artifact) to this file."),
     summary_path: Optional[str] = typer.Option(None, "--summary", help="Append a Markdown table to this file (e.g. \"$GITHUB_STEP_SUMMARY\"; empty: none)."),
+    on: Optional[List[str]] = ON,
+    fleet: Optional[Path] = FLEET,
+    identity: Optional[Path] = IDENTITY,
+    accept_new_host_key: bool = ACCEPT_NEW,
+    keep: bool = KEEP,
 ) -> None:
     """Check that every artifact still classifies like the PyTorch model; exit 1 if any check fails."""
     from edgecnn.atomic import check_output_path
+
+    if on or fleet:  # on devices over SSH, against the bundle's golden set (edgecnn.remote); --data is the device's
+        from edgecnn.cli.remote import dispatch, refuse_local_paths
+
+        refuse_local_paths({"--reference": reference, "--junit": junit_path, "--summary": summary_path,
+                            "--data-root": data_root})
+        return dispatch("verify", path, on=on, fleet=fleet, identity=identity, accept_new_host_key=accept_new_host_key,
+                        keep=keep, json_path=json_path, runtime=runtime, forwarded={
+                            "--data": data, "--runtime": runtime, "--max-drop": max_drop, "--min-agreement": min_agreement,
+                            "--min-cosine": min_cosine, "--max-abs-diff": max_abs_diff, "--threshold": threshold or [],
+                            "--reference-source": reference_source, "--precision": precision, "--threads": threads,
+                            "--batch": batch, "--limit": limit, "--seed": seed})
     from edgecnn.verify import (
         VerifyFailedError, VerifySettings, append_summary, build_overrides, verify, write_junit,
     )
@@ -92,7 +110,8 @@ def _verify_with_progress(verify, path: Path, settings):
 def _table(report) -> Table:
     from edgecnn.verify import REFERENCE_LIVE, format_metric
 
-    source = "PyTorch fp32 re-run live" if report.reference_source == REFERENCE_LIVE else "golden logits (PyTorch fp32 at export)"
+    source = report.reference_label or (
+        "PyTorch fp32 re-run live" if report.reference_source == REFERENCE_LIVE else "golden logits (PyTorch fp32 at export)")
     title = f"verify {report.model}" + (f" → {report.target}" if report.target else "")
     caption = f"{report.samples} samples from {report.samples_source}; reference: {source}"
     if report.reference_top1 is not None:

@@ -49,14 +49,17 @@ def load_source(source: str | Path, *, weights: str | None = None, state_dict: s
 
         return load_model(source, weights=weights, state_dict=state_dict, num_classes=num_classes)
     if ref.kind == ONNX:
-        from edgecnn.sources.onnx_file import load_onnx
+        from edgecnn.sources.onnx_file import load_onnx as load
+    else:
+        from edgecnn.sources.model import load_foreign as load
+    loaded = load(ref, weights=weights, state_dict=state_dict, num_classes=num_classes, stated=stated,
+                  need_normalization=need_normalization)
+    from edgecnn.sources.replay import replay_record
 
-        return load_onnx(ref, weights=weights, state_dict=state_dict, num_classes=num_classes, stated=stated,
-                         need_normalization=need_normalization)
-    from edgecnn.sources.model import load_foreign
-
-    return load_foreign(ref, weights=weights, state_dict=state_dict, num_classes=num_classes, stated=stated,
-                        need_normalization=need_normalization)
+    # How verify loads it again as the live reference (the manifest's model.replay).
+    loaded.provenance["replay"] = replay_record(ref, weights=weights, state_dict=state_dict,
+                                                input_shape=loaded.preprocess.input_shape)
+    return loaded
 
 
 __all__ = ["SourceRef", "StatedPreprocess", "is_foreign", "load_source", "parse_source", "source_name"]

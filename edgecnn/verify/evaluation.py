@@ -116,6 +116,7 @@ def run_targets(targets: list[Target], samples: Samples, settings: VerifySetting
     return VerifyReport(
         model="model", target=None, bundle=None, samples=int(samples.inputs.shape[0]),
         samples_source=samples.source, reference_source=samples.reference_source,
+        reference_label=samples.reference_label,
         reference_top1=None if samples.labels is None else top1(samples.reference_logits, samples.labels),
         accuracy_meaningful=accuracy_meaningful,
         checkpoint=None, artifacts=results, notes=notes, seconds=time.perf_counter() - started,

@@ -74,8 +74,8 @@ def markdown_summary(report: VerifyReport) -> str:
     lines = [
         f"### {icon} edgecnn verify: {_md_cell(report.model)}{_md_cell(where)} — {status}",
         "",
-        f"{report.samples} samples ({_md_cell(report.samples_source)}), reference: PyTorch fp32 "
-        f"({'re-run live' if report.reference_source == REFERENCE_LIVE else 'golden logits'}), "
+        f"{report.samples} samples ({_md_cell(report.samples_source)}), reference: "
+        f"{_md_cell(report.reference_label or ('PyTorch fp32 re-run live' if report.reference_source == REFERENCE_LIVE else 'golden logits'))}, "
         f"reference top-1 {_fmt_pct(report.reference_top1)}.",
         "",
         "| artifact | runtime | precision | top-1 | ref top-1 | drop | agreement | max abs diff | cosine | result |",

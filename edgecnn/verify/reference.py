@@ -1,20 +1,23 @@
-"""The reference verify compares against: the PyTorch model re-run live, else the bundle's golden logits.
+"""The reference verify compares against: the model re-run live, else the bundle's golden logits.
 
-torch is imported only inside the live run (through the baseline backend's Runner), so a device
-without it verifies against the golden set.
+The live model is the checkpoint (zoo models; PyTorch through the baseline backend's Runner) or, for a
+foreign source, the source itself replayed from the manifest's model.replay record (an ONNX file in
+ONNX Runtime, the rest in PyTorch: edgecnn.sources.replay). torch is imported only inside the live
+run, so a device without it verifies against the golden set.
 """
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Union
 
 import numpy as np
 
 from edgecnn.inference import run_logits
 from edgecnn.compare import compare_logits
 from edgecnn.errors import BadInputError, MissingDependencyError
+from edgecnn.sources.replay import ReplayUnavailable
 from edgecnn.verify.results import REFERENCE_GOLDEN, REFERENCE_LIVE
 from edgecnn.verify.samples import Samples
 from edgecnn.verify.settings import DEFAULT_BATCH, Progress, is_bundle_path
@@ -47,52 +50,81 @@ def is_reference_runtime(runtime: str) -> bool:
     return not get_backend(runtime).deploy
 
 
-def _live_logits(checkpoint: Path, inputs: np.ndarray, *, threads: int, batch: int, input_shape,
+# What can be re-run live: a checkpoint file, or a foreign source's replay record (a dict).
+LiveSource = Union[Path, Mapping]
+
+
+def live_label(live: LiveSource) -> str:
+    """The reference as verify prints it."""
+    if isinstance(live, Mapping):
+        from edgecnn.sources.replay import replay_label
+
+        return replay_label(live)
+    return "PyTorch fp32 re-run live"
+
+
+def live_unavailable(live: LiveSource | None) -> str | None:
+    """Why `live` cannot run here (None when it can, as far as can be told without running it)."""
+    if live is None:
+        return "the bundle records no checkpoint that exists here"
+    if isinstance(live, Mapping):
+        return None  # the replay itself says why (missing runtime, changed file), when it runs
+    return None if torch_available() else "torch is not installed here"
+
+
+def _live_logits(live: LiveSource, inputs: np.ndarray, *, threads: int, batch: int, input_shape,
                  progress: Progress | None = None) -> np.ndarray:
+    if isinstance(live, Mapping):
+        from edgecnn.sources.replay import replay_logits
+
+        return replay_logits(live, inputs, batch=batch)
+    checkpoint = live
     options = {"precision": "fp32", **({"input_shape": list(input_shape)} if input_shape else {})}
     logits, _ = run_logits(reference_runtime(), checkpoint, inputs, threads=threads, batch=batch, options=options,
                            label="pytorch reference", progress=progress)
     return logits
 
 
-def resolve_reference(samples: Samples, checkpoint: Path | None, *, threads: int, batch: int = DEFAULT_BATCH,
-                      input_shape: tuple[int, int, int] | None = None, live: bool = True,
+def resolve_reference(samples: Samples, live_source: LiveSource | None, *, threads: int,
+                      batch: int = DEFAULT_BATCH, input_shape: tuple[int, int, int] | None = None, live: bool = True,
                       progress: Progress | None = None) -> None:
-    """Fill `samples.reference_logits`: PyTorch live when possible, else the golden logits.
+    """Fill `samples.reference_logits`: the model re-run live when possible, else the golden logits.
 
-    A live run that does not reproduce the golden logits means the checkpoint changed after
-    export; the golden logits (what the artifacts were exported from) are then the reference.
+    A live run that does not reproduce the golden logits means the checkpoint (or the source file)
+    changed after export; the golden logits (what the artifacts were exported from) are then the reference.
     """
-    reason = None
-    if not live:
-        reason = "--reference-source golden"
-    elif checkpoint is None:
-        reason = "the bundle records no checkpoint that exists here"
-    elif not torch_available():
-        reason = "torch is not installed here"
+    reason = "--reference-source golden" if not live else live_unavailable(live_source)
     if reason is None:
         try:
-            live_logits = _live_logits(checkpoint, samples.inputs, threads=threads, batch=batch,
+            live_logits = _live_logits(live_source, samples.inputs, threads=threads, batch=batch,
                                        input_shape=input_shape, progress=progress)
         except MissingDependencyError:
             reason = "torch cannot be imported here"
+        except ReplayUnavailable as exc:
+            reason = str(exc)
         else:
             if samples.golden_logits is not None and not matches_golden(live_logits, samples.golden_logits):
                 samples.notes.append(
-                    f"the checkpoint {checkpoint} no longer reproduces the golden logits recorded at export "
+                    f"{_name(live_source)} no longer reproduces the golden logits recorded at export "
                     "(changed since?): the golden logits are the reference"
                 )
             else:
                 samples.reference_logits, samples.reference_source = live_logits, REFERENCE_LIVE
+                samples.reference_label = live_label(live_source)
                 return
     if samples.golden_logits is None:
         raise BadInputError(
-            f"no PyTorch reference for {samples.source} ({reason}): verify on the bundle's golden set "
-            "(omit --data), or run where torch and the checkpoint are (pass --reference CHECKPOINT)"
+            f"no live reference for {samples.source} ({reason}): verify on the bundle's golden set "
+            "(omit --data), or run where the model can be re-run (torch and the checkpoint: --reference CHECKPOINT)"
         )
-    if reason is not None and reason != "--reference-source golden" and checkpoint is not None:
+    if reason is not None and reason != "--reference-source golden" and live_source is not None:
         samples.notes.append(f"reference: the golden logits ({reason})")
     samples.reference_logits, samples.reference_source = samples.golden_logits, REFERENCE_GOLDEN
+    samples.reference_label = f"golden logits ({samples.golden_reference} at export)"
+
+
+def _name(live: LiveSource) -> str:
+    return f"the source {live.get('source')}" if isinstance(live, Mapping) else f"the checkpoint {live}"
 
 
 def matches_golden(live: np.ndarray, golden: np.ndarray) -> bool:
@@ -103,12 +135,15 @@ def matches_golden(live: np.ndarray, golden: np.ndarray) -> bool:
     return parity.top1_agreement >= _LIVE_MIN_AGREEMENT and parity.cosine >= _LIVE_MIN_COSINE
 
 
-def cross_check_live(checkpoint: Path, golden: Mapping[str, np.ndarray], *, threads: int, input_shape) -> None:
+def cross_check_live(live: LiveSource, golden: Mapping[str, np.ndarray], *, threads: int, input_shape) -> None:
     """With --data, the live reference must still be the exported model: compare it on the golden set."""
-    live = _live_logits(checkpoint, golden["inputs"], threads=threads, batch=DEFAULT_BATCH, input_shape=input_shape)
-    if not matches_golden(live, golden["logits"]):
+    try:
+        logits = _live_logits(live, golden["inputs"], threads=threads, batch=DEFAULT_BATCH, input_shape=input_shape)
+    except ReplayUnavailable:
+        return  # resolve_reference says why and falls back to the golden logits
+    if not matches_golden(logits, golden["logits"]):
         raise BadInputError(
-            f"the checkpoint {checkpoint} does not reproduce this bundle's golden logits: it changed after "
+            f"{_name(live)} does not reproduce this bundle's golden logits: it changed after "
             "export, so it is no reference for these artifacts (re-export, or verify on the golden set "
             "with --reference-source golden)"
         )
@@ -140,5 +175,6 @@ def checkpoint_metadata(reference: Path) -> tuple[Path, dict]:
     return path, read_checkpoint(path)
 
 
-__all__ = ["checkpoint_metadata", "cross_check_live", "is_reference_runtime", "matches_golden",
+__all__ = ["LiveSource", "checkpoint_metadata", "cross_check_live", "is_reference_runtime", "live_label",
+           "live_unavailable", "matches_golden",
            "reference_checkpoint", "reference_runtime", "resolve_reference", "torch_available"]

@@ -127,6 +127,7 @@ class VerifyReport:
     artifacts: list[ArtifactResult]
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    reference_label: str | None = None  # what the reference is, for people
 
     @property
     def passed(self) -> bool:
@@ -145,6 +146,7 @@ class VerifyReport:
             "samples": self.samples,
             "samples_source": self.samples_source,
             "reference_source": self.reference_source,
+            "reference_label": self.reference_label,
             "reference_top1": round_or_none(self.reference_top1, 3),
             "checkpoint": self.checkpoint,
             "accuracy_meaningful": self.accuracy_meaningful,

@@ -9,8 +9,8 @@ from typing import Any
 from edgecnn.errors import BadInputError
 from edgecnn.verify.evaluation import Target, guess_precision, run_targets
 from edgecnn.verify.reference import (
-    checkpoint_metadata, cross_check_live, is_reference_runtime, reference_checkpoint, resolve_reference,
-    torch_available,
+    checkpoint_metadata, cross_check_live, is_reference_runtime, live_unavailable, reference_checkpoint,
+    resolve_reference, torch_available,
 )
 from edgecnn.verify.results import VerifyReport
 from edgecnn.verify.samples import (
@@ -36,21 +36,24 @@ def verify(path: str | Path, settings: VerifySettings | None = None, *,
 
 
 def _verify_bundle(path: Path, settings: VerifySettings, progress: Progress | None) -> VerifyReport:
-    from edgecnn.bundle import checkpoint_of, default_threads_for, load_bundle
+    from edgecnn.bundle import checkpoint_of, default_threads_for, load_bundle, replay_of
 
     bundle = load_bundle(path)
     entries = _bundle_entries(bundle, settings)
     threads = settings.threads or default_threads_for(bundle)
     accuracy_meaningful = bool((bundle.manifest.get("model") or {}).get("accuracy_meaningful", True))
     checkpoint = reference_checkpoint(settings.reference) or checkpoint_of(bundle)
+    # No checkpoint: a foreign source re-runs from what the manifest recorded (model.replay).
+    live_source = checkpoint or (None if settings.reference else replay_of(bundle))
     input_shape = bundle.input_shape or (bundle.preprocess.input_shape if bundle.preprocess else None)
-    samples = _bundle_samples(bundle, settings, checkpoint=checkpoint, threads=threads, input_shape=input_shape)
-    if settings.reference_source == "pytorch" and (checkpoint is None or not torch_available()):
+    samples = _bundle_samples(bundle, settings, live_source=live_source, threads=threads, input_shape=input_shape)
+    unavailable = live_unavailable(live_source)
+    if settings.reference_source == "pytorch" and unavailable:
         raise BadInputError(
-            "--reference-source pytorch needs torch and the checkpoint the bundle was exported from "
-            f"({'none recorded' if checkpoint is None else 'torch is not installed'}): pass --reference CHECKPOINT"
+            "--reference-source pytorch needs the model the bundle was exported from, re-run here "
+            f"({unavailable}): pass --reference CHECKPOINT"
         )
-    resolve_reference(samples, checkpoint, threads=threads, batch=settings.batch, input_shape=input_shape,
+    resolve_reference(samples, live_source, threads=threads, batch=settings.batch, input_shape=input_shape,
                       live=settings.reference_source != "golden", progress=progress)
     targets = [_bundle_target(bundle, entry, input_shape) for entry in entries]
     report = run_targets(targets, samples, settings, threads=threads, accuracy_meaningful=accuracy_meaningful,
@@ -78,8 +81,7 @@ def _bundle_entries(bundle, settings: VerifySettings) -> list:
     return entries
 
 
-def _bundle_samples(bundle, settings: VerifySettings, *, checkpoint: Path | None, threads: int,
-                    input_shape) -> Samples:
+def _bundle_samples(bundle, settings: VerifySettings, *, live_source, threads: int, input_shape) -> Samples:
     """The golden set, or --data's test split (after checking the live reference is still the exported model)."""
     golden = bundle.load_golden() if bundle.golden_path is not None else None
     if not settings.data:
@@ -87,7 +89,8 @@ def _bundle_samples(bundle, settings: VerifySettings, *, checkpoint: Path | None
             raise BadInputError(
                 f"the bundle at {bundle.root} has no golden set: pass --data SPEC to verify on a data set"
             )
-        return golden_samples(golden, settings.limit, labels_meaningful=golden_labels_meaningful(bundle))
+        return _with_golden_reference(
+            golden_samples(golden, settings.limit, labels_meaningful=golden_labels_meaningful(bundle)), bundle)
     if settings.reference_source == "golden":
         raise BadInputError("--reference-source golden verifies on the golden set: drop --data")
     model = bundle.manifest.get("model") or {}
@@ -98,8 +101,16 @@ def _bundle_samples(bundle, settings: VerifySettings, *, checkpoint: Path | None
     if golden is not None:
         # Photos of the golden set: its logits are a reference where no PyTorch run is possible.
         samples.golden_logits = golden_logits_for(samples.inputs, golden)
-    if checkpoint is not None and torch_available() and golden is not None:
-        cross_check_live(checkpoint, golden, threads=threads, input_shape=input_shape)
+    if live_source is not None and live_unavailable(live_source) is None and golden is not None:
+        cross_check_live(live_source, golden, threads=threads, input_shape=input_shape)
+    return _with_golden_reference(samples, bundle)
+
+
+def _with_golden_reference(samples: Samples, bundle) -> Samples:
+    """What the bundle's golden logits were computed with (PyTorch fp32, or an ONNX source's own file)."""
+    recorded = (bundle.manifest.get("golden") or {}).get("reference")
+    if isinstance(recorded, str) and recorded:
+        samples.golden_reference = recorded
     return samples
 
 

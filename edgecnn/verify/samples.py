@@ -21,6 +21,8 @@ class Samples:
     golden_logits: np.ndarray | None = None  # when the inputs are the golden set
     reference_logits: np.ndarray | None = None
     reference_source: str | None = None
+    reference_label: str | None = None  # for people: "PyTorch fp32 re-run live", "golden logits (...)"
+    golden_reference: str = "pytorch fp32"  # what the golden logits were computed with (manifest golden.reference)
     notes: list[str] = field(default_factory=list)
 
 

@@ -29,6 +29,7 @@ class Thresholds:
 DEFAULT_THRESHOLDS: dict[str, Thresholds] = {
     "fp32": Thresholds(min_agreement=0.995),
     "fp16": Thresholds(min_agreement=0.995),
+    "bf16": Thresholds(min_agreement=0.995),  # an fp32 file run with a bf16 hint (edgecnn tune's gate)
     "int8": Thresholds(max_drop=1.0, min_agreement=0.97),
 }
 
