@@ -17,6 +17,7 @@ app = typer.Typer(
 )
 
 # Each module registers its command(s) on `app` when imported.
+from edgecnn.cli import remote as _remote  # noqa: E402,F401  (the hidden device-agent; --on options)
 from edgecnn.cli import models as _models  # noqa: E402,F401
 from edgecnn.cli import train as _train  # noqa: E402,F401
 from edgecnn.cli import eval as _eval  # noqa: E402,F401

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.table import Table
 
 from edgecnn.cli import app
 from edgecnn.cli._common import console, err_console, handle_errors, note, write_json
+from edgecnn.cli.remote import ACCEPT_NEW, FLEET, IDENTITY, KEEP, ON
 
 
 @app.command("bench")
@@ -40,10 +41,27 @@ def bench(
     timeout: Optional[float] = typer.Option(
         None, "--timeout", help="Give up on one artifact and batch after S seconds."
     ),
+    on: Optional[List[str]] = ON,
+    fleet: Optional[Path] = FLEET,
+    identity: Optional[Path] = IDENTITY,
+    accept_new_host_key: bool = ACCEPT_NEW,
+    keep: bool = KEEP,
 ) -> None:
     """Benchmark latency, throughput, load time and memory of each artifact, each in its own process."""
     from edgecnn import bench as bench_lib
     from edgecnn.atomic import check_output_path
+
+    if on or fleet:  # on devices over SSH: the same bench runs there (edgecnn.remote)
+        from edgecnn.cli.remote import dispatch
+
+        if plot is not None:
+            from edgecnn.errors import BadInputError
+
+            raise BadInputError("--plot draws one machine's run: drop it with --on/--fleet (the JSON has every device)")
+        return dispatch("bench", path, on=on, fleet=fleet, identity=identity, accept_new_host_key=accept_new_host_key,
+                        keep=keep, json_path=json_path, runtime=runtime, forwarded={
+                            "--runtime": runtime, "--threads": threads, "--batch": batch, "--warmup": warmup,
+                            "--iters": iters, "--min-time": min_time, "--baseline": baseline, "--timeout": timeout})
 
     # Refuse an unwritable output before measuring anything (it used to fail after the whole run).
     check_output_path(json_path, option="--json")

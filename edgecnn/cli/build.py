@@ -7,7 +7,7 @@ Runs where TensorRT is (a Jetson with JetPack, a CUDA machine); never imports to
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.table import Table
@@ -15,6 +15,7 @@ from rich.table import Table
 from edgecnn.atomic import check_output_path
 from edgecnn.cli import app
 from edgecnn.cli._common import console, handle_errors, note, write_json
+from edgecnn.cli.remote import ACCEPT_NEW, FLEET, IDENTITY, KEEP, ON
 
 
 @app.command("build")
@@ -30,9 +31,23 @@ def build(
     ),
     force: bool = typer.Option(False, "--force", help="Rebuild engines that already exist and are valid here."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write what was built as JSON."),
+    on: Optional[List[str]] = ON,
+    fleet: Optional[Path] = FLEET,
+    identity: Optional[Path] = IDENTITY,
+    accept_new_host_key: bool = ACCEPT_NEW,
+    keep: bool = KEEP,
+    fetch_engine: bool = typer.Option(
+        False, "--fetch-engine", help="With --on/--fleet: bring the built engines back into the local bundle too."
+    ),
 ) -> None:
     """Build (or adopt) the bundle's TensorRT engines here and add them to its manifest."""
     check_output_path(json_path, option="--json")
+    if on or fleet:  # on the device that will run them; the provenance comes back into this manifest
+        from edgecnn.cli.remote import dispatch
+
+        return dispatch("build", bundle_path, on=on, fleet=fleet, identity=identity, fetch_engine=fetch_engine,
+                        accept_new_host_key=accept_new_host_key, keep=keep, json_path=json_path,
+                        forwarded={"--precision": precision, "--dla-core": dla_core, "--force": force})
     backend = _device_backend(bundle_path)
     report = backend.device_build_step()(bundle_path, precision=precision, dla_core=dla_core, force=force, note=note)
     root = report.bundle.root

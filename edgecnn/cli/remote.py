@@ -1,0 +1,189 @@
+"""`--on SSH_TARGET` / `--fleet FILE.toml` for bench, verify and build, and the hidden `edgecnn device-agent`.
+
+The commands call `dispatch` before their local path when a device is named; it runs the same
+command on each device (edgecnn.remote), prints one table with a device column and writes one JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+from rich.table import Table
+
+from edgecnn.cli import app
+from edgecnn.cli._common import console, handle_errors, note, write_json
+
+# Shared by bench, verify and build (a Typer option default can sit in several signatures).
+ON = typer.Option(None, "--on", help="Run on this device over SSH: user@host[:port] or a ~/.ssh/config Host (repeatable).")
+FLEET = typer.Option(None, "--fleet", help="Run on every device of this TOML file (see devices/fleets/example.toml).")
+IDENTITY = typer.Option(None, "--identity", help="SSH private key for --on/--fleet (default: your ssh config and agent).")
+ACCEPT_NEW = typer.Option(False, "--accept-new-host-key", help="Trust and record a device's host key on first contact (default: known_hosts only).")
+KEEP = typer.Option(False, "--keep", help="Leave the copied bundle on the device (a later run sends only what changed).")
+
+
+def dispatch(command: str, path: Path, *, on: Optional[List[str]], fleet: Optional[Path], identity: Optional[Path],
+             accept_new_host_key: bool, keep: bool, forwarded: dict[str, Any], json_path: Optional[Path],
+             runtime: Optional[str] = None, fetch_engine: bool = False) -> None:
+    """Run `edgecnn COMMAND PATH` on the devices, print one table, write one JSON; exit 1 when any failed."""
+    from edgecnn import remote
+    from edgecnn.atomic import check_output_path
+
+    check_output_path(json_path, option="--json")
+    devices = remote.select_devices(on, fleet)
+    job = remote.RemoteJob(command=command, source=_source(path), args=tuple(_argv(forwarded)),
+                           runtimes=_runtimes(command, path, runtime),
+                           fetch=("manifest.json",) if command == "build" else (), fetch_new=fetch_engine)
+    note(f"{command} on {len(devices)} device(s): {', '.join(d.name for d in devices)}")
+    runs = remote.run_fleet(devices, job, remote.SshOptions(identity=identity, accept_new_host_key=accept_new_host_key),
+                            keep=keep, note=note)
+    report = remote.merged_report(runs, job)
+    if command == "build":
+        report["adopted"] = {r.device.name: remote.adopt_built_manifest(job.source, r) for r in runs if r.ok}
+    _print(command, report, runs)
+    if json_path is not None:
+        write_json(json_path, report)
+        note(f"wrote {json_path}")
+    problems = remote.failures(runs) + [f"{name}: verification failed" for name in report.get("failed_checks", [])]
+    if problems:
+        note(f"{len(problems)} of {len(runs)} device(s) failed:")
+        for line in problems:
+            note(f"  {line}")
+        raise typer.Exit(1)
+
+
+def refuse_local_paths(options: dict[str, Any]) -> None:
+    """Options naming files on this machine cannot travel to a device: one line saying so."""
+    from edgecnn.errors import BadInputError
+
+    given = [flag for flag, value in options.items() if value]
+    if given:
+        raise BadInputError(f"{', '.join(given)} name(s) files on this machine: drop them with --on/--fleet "
+                            "(the devices verify against the bundle's golden set; the merged --json has every result)")
+
+
+def _source(path: Path) -> Path:
+    return path.parent if path.name == "manifest.json" else path
+
+
+def _argv(forwarded: dict[str, Any]) -> list[str]:
+    """The device's command-line options, from the ones given here (None and False left out)."""
+    argv = []
+    for flag, value in forwarded.items():
+        if value is None or value is False or value == []:
+            continue
+        if value is True:
+            argv.append(flag)
+        else:
+            argv += [part for item in (value if isinstance(value, list) else [value]) for part in (flag, str(item))]
+    return argv
+
+
+def _runtimes(command: str, path: Path, runtime: Optional[str]) -> tuple[str, ...]:
+    """The runtimes the devices need for this job (what the local bundle holds, or the --runtime asked for)."""
+    from edgecnn.backends import backends, resolve_runtime, runtime_for_path
+    from edgecnn.bundle import load_bundle
+
+    if runtime is not None:
+        return (resolve_runtime(runtime),)
+    if path.is_file() and path.name != "manifest.json":
+        return (runtime_for_path(path),)
+    bundle = load_bundle(path)
+    if command == "build":
+        builders = {b.name for b in backends() if b.device_build}
+        return tuple(sorted({(bundle.profile or {}).get("runtime")} & builders))
+    return tuple(dict.fromkeys(entry.runtime for entry in bundle.artifacts))
+
+
+def _print(command: str, report: dict, runs) -> None:
+    if command == "bench" and report["artifacts"]:
+        console.print(_bench_table(report["artifacts"]))
+        console.print("Timed on each device by its own edgecnn bench (perf_counter_ns after warm-up, threads set "
+                      "explicitly); the network is outside every timed region.", style="dim", highlight=False)
+    elif command == "verify" and report["artifacts"]:
+        console.print(_verify_table(report["artifacts"]))
+    elif command == "build":
+        for name, paths in report.get("adopted", {}).items():
+            note(f"{name}: built {', '.join(paths) or 'nothing'}; the local manifest records them")
+    for run in runs:
+        info = run.device_json()
+        if run.ok and info.get("emulated"):
+            note(f"note: {run.device.name}: {info['emulated']}")
+        if run.ok:
+            t = run.transfer
+            note(f"{run.device.name}: done in {run.seconds:.1f} s ({t.get('copied', 0)} file(s) copied, "
+                 f"{t.get('unchanged', 0)} unchanged; {'kept' if t.get('kept') else 'removed'} on the device)")
+
+
+def _device_cell(row: dict) -> str:
+    device = row["device"]
+    emulated = " [yellow](qemu)[/yellow]" if device.get("emulated") else ""
+    return f"{device['name']}{emulated}\n[dim]{device.get('machine')}, {device.get('cpu')}[/dim]"
+
+
+def _bench_table(rows: list[dict]) -> Table:
+    from rich import box
+
+    table = Table(title="edgecnn bench --on", title_justify="left", box=box.SIMPLE_HEAD, caption_justify="left",
+                  caption="p50/p90/p99: latency per batch, ms (each device's own timing); load: ms; RSS: peak MB")
+    table.add_column("device", overflow="fold", max_width=36)
+    table.add_column("artifact", overflow="fold")
+    for header in ("batch", "threads", "p50", "p90", "p99", "img/s", "load", "RSS"):
+        table.add_column(header, justify="right", no_wrap=True)
+    for row in rows:
+        lat = row["latency_ms"]
+        table.add_row(_device_cell(row), f"{row['name']}\n[dim]{row['runtime']} {row.get('precision') or ''}[/dim]",
+                      str(row["batch"]), str(row.get("threads", "")), f"{lat['p50']:.2f}", f"{lat['p90']:.2f}",
+                      f"{lat['p99']:.2f}", f"{row['throughput_ips']:.1f}", f"{row['load_ms']:.0f}",
+                      f"{row['peak_rss_mb']:.0f}")
+    return table
+
+
+def _verify_table(rows: list[dict]) -> Table:
+    from edgecnn.verify.results import format_metric
+
+    table = Table(title="edgecnn verify --on", title_justify="left")
+    for column in ("device", "artifact", "precision", "samples", "top-1", "drop", "agreement", "max |Δ|", "result"):
+        table.add_column(column, justify="left" if column in ("device", "artifact", "precision", "result") else "right")
+    for row in rows:
+        verdict = "[green]pass[/]" if row.get("passed") else f"[bold red]FAIL[/] {', '.join(row.get('failed_checks') or [])}"
+        table.add_row(_device_cell(row), row["name"], row.get("precision") or "", str(row.get("samples", "")),
+                      "-" if row.get("top1") is None else f"{row['top1']:.2f} %", format_metric("drop", row.get("drop")),
+                      format_metric("agreement", row.get("agreement")), format_metric("max_abs_diff", row.get("max_abs_diff")),
+                      verdict)
+    return table
+
+
+# --- the device side: hidden, called over ssh by the workstation -----------------------------------------
+agent_app = typer.Typer(help="The device side of --on/--fleet (called over ssh).", no_args_is_help=True)
+app.add_typer(agent_app, name="device-agent", hidden=True)
+
+
+@agent_app.command("probe")
+@handle_errors
+def agent_probe(*, runtime: Optional[List[str]] = typer.Option(None, "--runtime", help="Also import these runtimes.")) -> None:
+    """What this device is and which runtimes it has (one JSON line)."""
+    from edgecnn.remote import agent
+
+    agent.emit(agent.probe(runtime or ()))
+
+
+@agent_app.command("lock")
+@handle_errors
+def agent_lock(*, workdir: Path = typer.Argument(...), holder: str = typer.Option("{}", "--holder"),
+               hashes: Optional[Path] = typer.Option(None, "--hashes")) -> None:
+    """Hold this device's lock until stdin closes."""
+    from edgecnn.remote import agent
+
+    agent.hold_lock(workdir, json.loads(holder), hashes_of=hashes)
+
+
+@agent_app.command("receive")
+@handle_errors
+def agent_receive(*, dest: Path = typer.Argument(...)) -> None:
+    """Unpack a tar stream from stdin into DEST; print the sha256 of each file written."""
+    from edgecnn.remote import agent
+
+    agent.emit({"hashes": agent.receive(dest)})
