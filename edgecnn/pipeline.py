@@ -179,6 +179,8 @@ def _model_record(loaded) -> dict[str, Any]:
         "checkpoint": str(Path(path).resolve()) if path else None,
         "accuracy_meaningful": loaded.accuracy_meaningful,
         "metrics": _checkpoint_metrics(loaded),
+        # A foreign source: how verify re-runs it as the live reference (edgecnn.sources.replay).
+        **({"replay": loaded.provenance["replay"]} if loaded.provenance.get("replay") else {}),
     }
 
 
