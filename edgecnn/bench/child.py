@@ -36,7 +36,7 @@ def child_spec(target: BenchTarget, batch: int, settings: BenchSettings) -> dict
         "path": str(target.path),
         "runtime": target.runtime,
         "batch": batch,
-        "threads": settings.threads,
+        "threads": target.threads or settings.threads,
         "warmup": settings.warmup,
         "iters": settings.iters,
         "min_time_s": settings.min_time_s,

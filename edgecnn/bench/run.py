@@ -11,6 +11,7 @@ from edgecnn.bench.environment import loadavg, run_environment
 from edgecnn.bench.settings import SCHEMA, BenchSettings, BenchTarget
 from edgecnn.bench.stats import add_speedups
 from edgecnn.bench.targets import resolve_baseline
+from edgecnn.bench.tuned import compute_precision
 
 OnResult = Callable[[BenchTarget, int, "dict[str, Any] | None"], None]
 
@@ -59,7 +60,7 @@ def result_row(target: BenchTarget, settings: BenchSettings, result: dict[str, A
         "runtime_version": result["runtime_version"],
         "precision": target.precision or target.options.get("precision"),  # None: a bare file
         "batch": result["batch"],
-        "threads": settings.threads,
+        "threads": result["threads"],
         "latency_ms": result["latency_ms"],
         "throughput_ips": result["throughput_ips"],
         "load_ms": result["load_ms"],
@@ -71,5 +72,7 @@ def result_row(target: BenchTarget, settings: BenchSettings, result: dict[str, A
         "warmup": settings.warmup,
         "input_shape": result["input_shape"],
         "applied": result["applied"],
+        "compute_precision": compute_precision(target.runtime, target.precision, result["applied"]),
+        "tuned_from": target.tuned_from,
         "torch_imported": result["torch_imported"],
     }

@@ -26,6 +26,10 @@ class BenchTarget:
     size_bytes: int = 0
     #: passed to Runner.load: input_shape, layout, precision (from the manifest), runner options
     options: dict[str, Any] = field(default_factory=dict)
+    #: threads tuned for this artifact on this machine (None: the run's threads)
+    threads: int | None = None
+    #: the bundle's tuning file its threads and options come from (None: the runner's defaults)
+    tuned_from: str | None = None
 
 
 @dataclass

@@ -30,11 +30,12 @@ def is_bundle_path(path: Path) -> bool:
     return path.is_dir() or path.name == "manifest.json"
 
 
-def targets_from_path(path: str | Path, runtime: str | None = None):
+def targets_from_path(path: str | Path, runtime: str | None = None, *, untuned: bool = False):
     """(targets, bundle or None) for a bundle dir, its manifest.json, or one artifact file.
 
     Every bundle artifact is checked against the manifest's sha256 first (BundleIntegrityError,
-    exit 2, on a mismatch or a missing file).
+    exit 2, on a mismatch or a missing file). A bundle's tuning file for this machine (sha256-checked
+    too) sets each tuned artifact's threads and runner options, unless `untuned`.
     """
     path = Path(path)
     if not path.exists():
@@ -46,7 +47,7 @@ def targets_from_path(path: str | Path, runtime: str | None = None):
         bundle = load_bundle(path)
         if wanted == reference_runtime():  # a bundle holds no eager artifact: its checkpoint is that run
             return [torch_reference_target(bundle)], bundle
-        return _bundle_targets(bundle, wanted), bundle
+        return apply_tuning(_bundle_targets(bundle, wanted), bundle, untuned=untuned), bundle
     if not path.is_file():
         raise BadInputError(f"not a file: {path}")
     chosen = wanted or runtime_for_path(path)
@@ -74,6 +75,23 @@ def _bundle_targets(bundle, wanted: str | None) -> list[BenchTarget]:
             name=str(entry.path), path=artifact, runtime=resolve_runtime(entry.runtime),
             precision=entry.precision, size_bytes=size or artifact_size_bytes(artifact), options=options,
         ))
+    return targets
+
+
+def apply_tuning(targets: list[BenchTarget], bundle, *, untuned: bool = False) -> list[BenchTarget]:
+    """Each target with this machine's tuned threads and options, where the bundle's tuning file has them."""
+    from edgecnn.bench.tuned import load_tuning
+
+    tuning = load_tuning(bundle, untuned=untuned)
+    if tuning is None:
+        return targets
+    entries = {str(e.path): e for e in bundle.artifacts}
+    for target in targets:
+        tuned = tuning.settings_for(entries[target.name]) if target.name in entries else None
+        if tuned is not None:
+            target.options = {**target.options, **tuned["options"]}
+            target.threads = tuned["threads"]
+            target.tuned_from = tuning.relative
     return targets
 
 

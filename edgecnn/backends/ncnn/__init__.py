@@ -24,4 +24,5 @@ BACKEND = register(Backend(
     # which pnnx has no ncnn layer for.
     host_target=None,
     note_when_emulated="this machine's CPU running the ncnn model (x86 kernels), not an ARM board",
+    extras={"tuning": "edgecnn.backends.ncnn.tuning"},  # what edgecnn tune sweeps (tuning.py)
 ))

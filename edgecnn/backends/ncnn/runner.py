@@ -15,6 +15,17 @@ from edgecnn.errors import BadInputError, require
 # net runs an "fp32" model in fp16.
 _FP16_OPTIONS = ("use_fp16_storage", "use_fp16_packed", "use_fp16_arithmetic")
 PRECISIONS = ("fp32", "fp16")
+_WINOGRAD_OPTIONS = ("use_winograd_convolution", "use_winograd23_convolution", "use_winograd43_convolution",
+                     "use_winograd63_convolution")
+
+
+def _flag(options: dict[str, Any], name: str, default: bool) -> bool:
+    value = options.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise BadInputError(f"the ncnn option {name} must be true or false, got {value!r}")
+    return value
 
 
 class NcnnRunner(Runner):
@@ -22,6 +33,9 @@ class NcnnRunner(Runner):
 
     runtime = "ncnn"
     extra = "ncnn"
+    # What `edgecnn tune` sweeps besides threads: fp16 storage + arithmetic (an fp32 model then computes
+    # in fp16), Winograd and sgemm convolution (ncnn's defaults: on where the CPU benefits).
+    options = frozenset({"fp16", "winograd", "sgemm"})
 
     def load(self, path, *, threads=None, batch=1, **options: Any) -> "NcnnRunner":
         options = self._start_load(path, threads, batch, options)
@@ -51,8 +65,13 @@ class NcnnRunner(Runner):
         opt = self.net.opt
         opt.num_threads = self.threads
         opt.use_vulkan_compute = False
+        fp16 = _flag(options, "fp16", precision == "fp16")
         for name in _FP16_OPTIONS:
-            setattr(opt, name, precision == "fp16")
+            setattr(opt, name, fp16)
+        for option, attributes in (("winograd", _WINOGRAD_OPTIONS), ("sgemm", ("use_sgemm_convolution",))):
+            if options.get(option) is not None:
+                for name in attributes:
+                    setattr(opt, name, _flag(options, option, True))
         opt.use_bf16_storage = False
         opt.use_packing_layout = True  # SIMD-width channel packing: the fast path on NEON and AVX
         if self.net.load_param(str(self.path)) != 0:
@@ -73,6 +92,8 @@ class NcnnRunner(Runner):
             "use_fp16_packed": bool(opt.use_fp16_packed),
             "use_fp16_arithmetic": bool(opt.use_fp16_arithmetic),
             "use_bf16_storage": bool(opt.use_bf16_storage),
+            "use_winograd_convolution": bool(opt.use_winograd_convolution),
+            "use_sgemm_convolution": bool(opt.use_sgemm_convolution),
             "use_packing_layout": bool(opt.use_packing_layout),
             "use_vulkan_compute": bool(opt.use_vulkan_compute),
             "ncnn_version": self.version,

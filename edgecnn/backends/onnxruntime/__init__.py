@@ -20,4 +20,5 @@ BACKEND = register(Backend(
     order=10,
     build_modules=("onnxruntime",),
     host_target="onnx",
+    extras={"tuning": "edgecnn.backends.onnxruntime.tuning"},  # what edgecnn tune sweeps (tuning.py)
 ))

@@ -15,7 +15,8 @@ class OnnxRuntimeRunner(Runner):
 
     runtime = "onnxruntime"
     extra = "onnxruntime"
-    options = frozenset({"graph_optimization", "providers", "inter_op_threads"})
+    # execution_mode and allow_spinning are what `edgecnn tune` sweeps besides threads and the level.
+    options = frozenset({"graph_optimization", "providers", "inter_op_threads", "execution_mode", "allow_spinning"})
 
     def load(self, path, *, threads=None, batch=1, **options: Any) -> "OnnxRuntimeRunner":
         options = self._start_load(path, threads, batch, options)
@@ -64,6 +65,7 @@ class OnnxRuntimeRunner(Runner):
             "inter_op_num_threads": applied.inter_op_num_threads,
             "graph_optimization_level": str(applied.graph_optimization_level).split(".")[-1],
             "execution_mode": str(applied.execution_mode).split(".")[-1],
+            "allow_spinning": _spinning(applied),
             "providers": self.session.get_providers(),
         }
 
@@ -86,6 +88,14 @@ class OnnxRuntimeRunner(Runner):
 
 
 
+def _spinning(session_options) -> bool:
+    """Whether intra-op threads spin (ORT's default, when no config entry says otherwise)."""
+    try:
+        return session_options.get_session_config_entry("session.intra_op.allow_spinning") != "0"
+    except RuntimeError:  # the entry was never set
+        return True
+
+
 def _session_options(ort, *, threads: int, options: dict[str, Any]):
     """SessionOptions for `threads` intra-op threads and the asked graph optimisation level."""
     session_options = ort.SessionOptions()
@@ -93,7 +103,17 @@ def _session_options(ort, *, threads: int, options: dict[str, Any]):
     # thread and sequential execution avoid oversubscribing the cores.
     session_options.intra_op_num_threads = threads
     session_options.inter_op_num_threads = int(options.get("inter_op_threads", 1))
-    session_options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    modes = {"sequential": ort.ExecutionMode.ORT_SEQUENTIAL, "parallel": ort.ExecutionMode.ORT_PARALLEL}
+    mode = str(options.get("execution_mode", "sequential")).lower()
+    if mode not in modes:
+        raise BadInputError(f"execution_mode must be sequential or parallel, got {mode!r}")
+    session_options.execution_mode = modes[mode]
+    spinning = options.get("allow_spinning")
+    if spinning is not None:
+        # Spinning keeps idle pool threads busy-waiting: lower latency on idle cores, worse on shared ones.
+        flag = "1" if spinning else "0"
+        session_options.add_session_config_entry("session.intra_op.allow_spinning", flag)
+        session_options.add_session_config_entry("session.inter_op.allow_spinning", flag)
     level_name = str(options.get("graph_optimization", "all")).lower()
     levels = {
         "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,

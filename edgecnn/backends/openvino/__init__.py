@@ -20,4 +20,5 @@ BACKEND = register(Backend(
     order=20,
     build_modules=("openvino",),
     host_target="x86",
+    extras={"tuning": "edgecnn.backends.openvino.tuning"},  # what edgecnn tune sweeps (tuning.py)
 ))

@@ -34,7 +34,8 @@ class OpenVinoRunner(Runner):
 
     runtime = "openvino"
     extra = "openvino-runtime"
-    options = frozenset({"inference_precision", "performance_hint", "device"})
+    # num_streams and cpu_pinning are what `edgecnn tune` sweeps besides threads and the precision hint.
+    options = frozenset({"inference_precision", "performance_hint", "device", "num_streams", "cpu_pinning"})
 
     def load(self, path, *, threads=None, batch=1, **options: Any) -> "OpenVinoRunner":
         options = self._start_load(path, threads, batch, options)
@@ -62,6 +63,7 @@ class OpenVinoRunner(Runner):
         }
         if wanted != "auto":
             self.config["INFERENCE_PRECISION_HINT"] = wanted
+        self.config.update(_stream_and_pinning(options))
 
         self.core = ov.Core()
         if self.path.suffix.lower() == ".xml" and not self.path.with_suffix(".bin").is_file():
@@ -144,3 +146,19 @@ class OpenVinoRunner(Runner):
         self._compiled = {}
         self.request = None
         self.compiled = None
+
+
+def _stream_and_pinning(options: dict[str, Any]) -> dict[str, str]:
+    """NUM_STREAMS and ENABLE_CPU_PINNING when asked for (the plugin decides otherwise)."""
+    config: dict[str, str] = {}
+    streams = options.get("num_streams")
+    if streams is not None:
+        if isinstance(streams, bool) or not (isinstance(streams, int) and streams >= 1):
+            raise BadInputError(f"num_streams must be a positive integer, got {streams!r}")
+        config["NUM_STREAMS"] = str(streams)
+    pinning = options.get("cpu_pinning")
+    if pinning is not None:
+        if not isinstance(pinning, bool):
+            raise BadInputError(f"cpu_pinning must be true or false, got {pinning!r}")
+        config["ENABLE_CPU_PINNING"] = "YES" if pinning else "NO"
+    return config

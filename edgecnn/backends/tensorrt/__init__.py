@@ -22,4 +22,5 @@ BACKEND = register(Backend(
     host_target="jetson",
     profile_table="tensorrt",
     profile_table_required=True,
+    extras={"tuning": "edgecnn.backends.tensorrt.tuning"},  # what edgecnn tune sweeps (tuning.py)
 ))

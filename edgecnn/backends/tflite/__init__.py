@@ -22,4 +22,5 @@ BACKEND = register(Backend(
     build_modules=("litert_torch",),
     host_target="arm",
     note_when_emulated="this machine's CPU running the .tflite file, not an ARM board",
+    extras={"tuning": "edgecnn.backends.tflite.tuning"},  # what edgecnn tune sweeps (tuning.py)
 ))

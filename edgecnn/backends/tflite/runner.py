@@ -56,7 +56,9 @@ class TFLiteRunner(Runner):
 
     runtime = "tflite"
     extra = "litert"
-    options = frozenset({"api"})
+    # xnnpack (False: the built-in kernels) and xnnpack_fp16 (compiled_model: XNNPACK's FORCE_FP16 flag)
+    # are what `edgecnn tune` sweeps besides threads and the API.
+    options = frozenset({"api", "xnnpack", "xnnpack_fp16"})
 
     def load(self, path, *, threads=None, batch=1, **options: Any) -> "TFLiteRunner":
         options = self._start_load(path, threads, batch, options)
@@ -64,8 +66,10 @@ class TFLiteRunner(Runner):
         if self.api not in ("interpreter", "compiled_model"):
             raise BadInputError(f"api must be interpreter or compiled_model, got {self.api!r}")
         interpreter_cls, module_name, self.version = _import_interpreter()
+        self.xnnpack, self.xnnpack_fp16 = _xnnpack_options(options, self.api)
         try:
-            self.interpreter = interpreter_cls(model_path=str(self.path), num_threads=self.threads)
+            self.interpreter = interpreter_cls(model_path=str(self.path), num_threads=self.threads,
+                                               **_resolver_kwargs(interpreter_cls, module_name, self.xnnpack))
         except ValueError as exc:
             raise BadInputError(f"cannot load {self.path} as a TFLite model: {exc}") from exc
         inputs = self.interpreter.get_input_details()
@@ -103,6 +107,7 @@ class TFLiteRunner(Runner):
             "num_threads": self.threads,
             "package": module_name,
             "xnnpack": self._xnnpack_applied(),
+            "xnnpack_fp16": self.xnnpack_fp16,
             "input_layout": self.layout,
             "input_dtype": self.input_dtype.name,
             "output_dtype": self.output_dtype.name,
@@ -115,6 +120,7 @@ class TFLiteRunner(Runner):
         from ai_edge_litert.compiled_model import CompiledModel
         from ai_edge_litert.environment import Environment, EnvironmentOptions
         from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+        from ai_edge_litert.cpu_kernel_mode import CpuKernelMode
         from ai_edge_litert.options import CpuOptions, Options
 
         self._environment = Environment.create(options=EnvironmentOptions())
@@ -123,7 +129,11 @@ class TFLiteRunner(Runner):
             environment=self._environment,
             options=Options(
                 hardware_accelerators=HardwareAccelerator(HardwareAccelerator.CPU),
-                cpu_options=CpuOptions(num_threads=self.threads),
+                cpu_options=CpuOptions(
+                    num_threads=self.threads,
+                    kernel_mode=None if self.xnnpack else CpuKernelMode.BUILTIN,
+                    xnnpack_flags=_XNNPACK_QS8 | _XNNPACK_QU8 | _XNNPACK_FORCE_FP16 if self.xnnpack_fp16 else None,
+                ),
             ),
         )
 
@@ -229,6 +239,29 @@ class TFLiteRunner(Runner):
         self.interpreter = None
         self.compiled = None
         self._inputs = self._outputs = None
+
+
+# TfLiteXNNPackDelegateOptions flags (xnnpack_delegate.h): signed and unsigned int8 kernels (on by
+# default) and FORCE_FP16, which runs float operators in fp16 where the CPU has fp16 arithmetic.
+_XNNPACK_QS8, _XNNPACK_QU8, _XNNPACK_FORCE_FP16 = 0x1, 0x2, 0x4
+
+
+def _xnnpack_options(options: dict[str, Any], api: str) -> tuple[bool, bool]:
+    """(use XNNPACK, force fp16) from the runner options; fp16 needs XNNPACK and the compiled-model API."""
+    xnnpack, fp16 = options.get("xnnpack", True), options.get("xnnpack_fp16", False)
+    if not isinstance(xnnpack, bool) or not isinstance(fp16, bool):
+        raise BadInputError(f"xnnpack and xnnpack_fp16 must be true or false, got {xnnpack!r}, {fp16!r}")
+    if fp16 and (api != "compiled_model" or not xnnpack):
+        raise BadInputError("xnnpack_fp16 needs api=compiled_model with XNNPACK on (the interpreter API has no flag for it)")
+    return xnnpack, fp16
+
+
+def _resolver_kwargs(interpreter_cls, module_name: str, xnnpack: bool) -> dict[str, Any]:
+    """The interpreter argument that switches XNNPACK off (built-in kernels only); none when it stays on."""
+    if xnnpack:
+        return {}
+    module = importlib.import_module(f"{module_name}.interpreter")
+    return {"experimental_op_resolver_type": module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
 
 
 def _quantization(detail: dict[str, Any]) -> dict[str, float] | None:

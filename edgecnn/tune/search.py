@@ -1,0 +1,135 @@
+"""The search over one artifact's knobs: coordinate search from the defaults, under a deadline, then a re-timing.
+
+Knobs come from the artifact's backend (`edgecnn/backends/<name>/tuning.py`): each axis is a list of
+partial settings, the runner's default first. From the runner's defaults, every axis in turn tries its values with the other knobs
+held at the fastest passing setting found so far; a candidate that fails the gate is never chosen.
+At the end the default and the winner are timed again back to back, and the winner is kept only when
+it is still faster (on a shared machine one lucky measurement must not choose a setting).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from edgecnn.bench import BenchTarget
+from edgecnn.bench.tuned import backend_tuning
+from edgecnn.tune.candidate import Candidate, Gate, evaluate
+from edgecnn.tune.settings import TuneSettings
+
+# (target name, candidates done, candidates planned, last candidate)
+OnCandidate = Callable[[str, int, int, Candidate], None]
+
+
+@dataclass
+class ArtifactTuning:
+    """Everything tried for one artifact and what was chosen."""
+
+    target: BenchTarget
+    candidates: list[Candidate] = field(default_factory=list)
+    chosen: Candidate | None = None
+    default_p50: float | None = None  # from the back-to-back re-timing when there was one
+    tuned_p50: float | None = None
+    stopped_by_budget: bool = False
+    note: str | None = None
+    capabilities: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def default(self) -> Candidate | None:
+        return self.candidates[0] if self.candidates else None
+
+
+def plan(target: BenchTarget, *, default_threads: int, cores: int) -> tuple[dict[str, Any], list[list[dict]]]:
+    """(the default settings, the axes to sweep) for one artifact on this machine."""
+    module = backend_tuning(target.runtime)
+    default = {"threads": default_threads}
+    if module is None:
+        return default, []
+    axes = [values for _, values in module.axes(target.precision or "fp32", cores=cores) if len(values) > 1]
+    if getattr(module, "USES_THREADS", True) and cores > 1:
+        counts = [default_threads] + sorted({cores, max(1, cores // 2), 1} - {default_threads}, reverse=True)
+        axes.insert(0, [{"threads": n} for n in counts])
+    return default, axes
+
+
+def planned_count(axes: list[list[dict]]) -> int:
+    """Candidates a full sweep evaluates at most: the default, each axis's other values, two re-timings."""
+    return 1 + sum(len(values) - 1 for values in axes) + 2
+
+
+def fastest_passing(candidates: list[Candidate]) -> Candidate | None:
+    passing = [c for c in candidates if c.passed and c.p50 is not None]
+    return min(passing, key=lambda c: c.p50) if passing else None
+
+
+def search(target: BenchTarget, gate: Gate, settings: TuneSettings, *, deadline: float, default_threads: int,
+           cores: int, on_candidate: OnCandidate | None = None) -> ArtifactTuning:
+    """Tune one artifact until its axes are done or `deadline` (time.monotonic) would be passed."""
+    default_settings, axes = plan(target, default_threads=default_threads, cores=cores)
+    module = backend_tuning(target.runtime)
+    result = ArtifactTuning(target=target, note=getattr(module, "NOTE", None))
+    total = planned_count(axes)
+
+    def run(settings_dict: dict[str, Any], role: str = "sweep") -> Candidate:
+        timeout = max(30.0, deadline - time.monotonic() + 30.0)
+        candidate = evaluate(Candidate(settings=settings_dict, role=role), target, gate, settings, timeout_s=timeout)
+        result.candidates.append(candidate)
+        if on_candidate:
+            on_candidate(target.name, len(result.candidates), total, candidate)
+        return candidate
+
+    def affordable(count: int) -> bool:
+        spent = [c.seconds for c in result.candidates] or [0.0]
+        return time.monotonic() + max(spent) * count <= deadline
+
+    run(default_settings, "default")
+    seen = {result.candidates[0].key()}
+    for values in axes:
+        base = (fastest_passing(result.candidates) or result.candidates[0]).settings
+        for index, value in enumerate(values):
+            if index == 0 and not set(value) & set(base):
+                continue  # an axis lists the runner's default first: that is `base` itself, already timed
+            settings_dict = {**base, **value}
+            key = Candidate(settings=settings_dict).key()
+            if key in seen:
+                continue
+            if not affordable(3):  # this candidate and the two re-timings
+                result.stopped_by_budget = True
+                break
+            seen.add(key)
+            run(settings_dict)
+        if result.stopped_by_budget:
+            break
+    _choose(result, run, affordable)
+    return result
+
+
+def _choose(result: ArtifactTuning, run, affordable) -> None:
+    """The fastest passing candidate, confirmed against the default back to back when time allows."""
+    default = result.candidates[0]
+    best = fastest_passing(result.candidates)
+    if best is None:
+        result.chosen = None  # not even the default passes: nothing is stored for this artifact
+        result.default_p50 = default.p50
+        return
+    if best is default or not default.passed:
+        result.chosen, result.default_p50, result.tuned_p50 = best, default.p50, best.p50
+        return
+    if not affordable(2):
+        result.stopped_by_budget = True
+        result.chosen, result.default_p50, result.tuned_p50 = best, default.p50, best.p50
+        return
+    again_default = run(default.settings, "confirm-default")
+    again_best = run(best.settings, "confirm-tuned")
+    if again_default.p50 is None or again_best.p50 is None or not again_best.passed:
+        result.chosen, result.default_p50, result.tuned_p50 = default, default.p50, default.p50
+        return
+    result.default_p50 = again_default.p50
+    if again_best.p50 < again_default.p50:
+        result.chosen, result.tuned_p50 = best, again_best.p50
+    else:  # the win did not hold up when timed again: keep the defaults
+        result.chosen, result.tuned_p50 = default, again_default.p50
+
+
+__all__ = ["ArtifactTuning", "OnCandidate", "fastest_passing", "plan", "planned_count", "search"]
