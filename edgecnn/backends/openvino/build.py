@@ -33,8 +33,11 @@ def _quantize(ctx: "BuildContext", xml) -> tuple[float, dict]:
 
     fp32_xml = ctx.writer.path("openvino/model.fp32.xml")
     ctx.stage("quantizing to INT8 with NNCF (post-training, OpenVINO model)")
-    q, seconds = timed(lambda: quantize_openvino_int8(fp32_xml, xml, ctx.data.calibration))
-    ctx.calibration_details["openvino"] = {"preset": q.preset, "fake_quantize_nodes": q.fake_quantize_nodes}
+    q, seconds = timed(lambda: quantize_openvino_int8(fp32_xml, xml, ctx.data.calibration,
+                                                      reduce_range=ctx.profile.reduce_range))
+    ctx.calibration_details["openvino"] = {"preset": q.preset, "fake_quantize_nodes": q.fake_quantize_nodes,
+                                           "reduce_range": ctx.profile.reduce_range,
+                                           "weight_bits_note": ctx.profile.weight_bits_note}
     return seconds, {"quantization": "NNCF post-training", "fake_quantize_nodes": q.fake_quantize_nodes}
 
 

@@ -126,9 +126,11 @@ def _dataset(nncf, images: np.ndarray, size: int, progress: Progress | None):
 
 
 def _run_nncf(nncf, model, dataset, *, preset: str, target_device: str, size: int,
-              fast_bias_correction: bool) -> tuple[Any, float]:
+              fast_bias_correction: bool, reduce_range: bool = True,
+              ignored_nodes: tuple[str, ...] = ()) -> tuple[Any, float]:
     """nncf.quantize with edgecnn's settings, quietly; the quantized model and seconds taken."""
     started = time.perf_counter()
+    extra = {"ignored_scope": nncf.IgnoredScope(names=list(ignored_nodes), validate=False)} if ignored_nodes else {}
     with _quiet_nncf():
         quantized = nncf.quantize(
             model,
@@ -137,11 +139,13 @@ def _run_nncf(nncf, model, dataset, *, preset: str, target_device: str, size: in
             target_device=getattr(nncf.TargetDevice, target_device),
             subset_size=size,
             fast_bias_correction=fast_bias_correction,
-            # Weights in 7 bits on every layer (NNCF's default fixes only the first): x86 CPUs
-            # without VNNI (AVX2) sum u8*s8 pairs in int16 and saturate with 8-bit weights. The
-            # IR is deployed to CPUs we do not know. Measured here (AVX2-only EPYC), MobileNet v2
-            # on digits: first-layer-only 95.9 % top-1 vs 99.3 % fp32.
-            advanced_parameters=nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix.ENABLE),
+            # reduce_range: weights in 7 bits on every layer (NNCF's default fixes only the first):
+            # x86 CPUs without VNNI (AVX2) sum u8*s8 pairs in int16 and saturate with 8-bit weights.
+            # Measured on an AVX2-only EPYC, MobileNet v2 on digits: first-layer-only 95.9 % top-1 vs
+            # 99.3 % fp32. A profile whose CPU has VNNI (cpu_vnni = true) keeps all 8 bits.
+            advanced_parameters=nncf.AdvancedQuantizationParameters(
+                overflow_fix=nncf.OverflowFix.ENABLE if reduce_range else nncf.OverflowFix.DISABLE),
+            **extra,
         )
     return quantized, time.perf_counter() - started
 
@@ -157,12 +161,16 @@ def quantize_openvino_int8(
     # Full bias correction: slower to calibrate, measurably better. MobileNet v2 on digits (with
     # the overflow fix below): fast 98.1 % top-1 (-1.1 pts), full 98.9 % (-0.4), fp32 99.3 %.
     fast_bias_correction: bool = False,
+    reduce_range: bool = True,
+    ignored_nodes: tuple[str, ...] = (),
     progress: Progress | None = None,
 ) -> OpenVinoInt8Result:
     """Quantize the ONNX or fp32 IR model at `model_path` to an INT8 IR at `xml_path` with NNCF.
 
     `calibration_batches` is a preprocessed float32 NCHW array; `subset_size` defaults to all
     of it. `preset="mixed"` uses asymmetric activations (better for non-ReLU activations).
+    `reduce_range` stores 7-bit weights (for CPUs without VNNI); `ignored_nodes` (OpenVINO node names)
+    stay in float (NNCF's ignored scope).
     """
     with _quiet_nncf():  # importing nncf probes torch's C++ extension setup and logs about CUDA
         nncf = require("nncf", _EXTRA, "OpenVINO INT8 quantization")
@@ -180,6 +188,8 @@ def quantize_openvino_int8(
         target_device=target_device,
         size=size,
         fast_bias_correction=fast_bias_correction,
+        reduce_range=reduce_range,
+        ignored_nodes=tuple(ignored_nodes),
     )
     # Weights are int8 already; keeping the rest fp32 keeps the quantization scales exact.
     xml, bin_ = save_ir(quantized, Path(xml_path), compress_to_fp16=False)
