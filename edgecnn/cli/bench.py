@@ -41,6 +41,9 @@ def bench(
     timeout: Optional[float] = typer.Option(
         None, "--timeout", help="Give up on one artifact and batch after S seconds."
     ),
+    untuned: bool = typer.Option(
+        False, "--untuned", help="Ignore the bundle's tuning for this machine (tuning/<signature>.json): the runners' defaults."
+    ),
     on: Optional[List[str]] = ON,
     fleet: Optional[Path] = FLEET,
     identity: Optional[Path] = IDENTITY,
@@ -61,12 +64,14 @@ def bench(
         return dispatch("bench", path, on=on, fleet=fleet, identity=identity, accept_new_host_key=accept_new_host_key,
                         keep=keep, json_path=json_path, runtime=runtime, forwarded={
                             "--runtime": runtime, "--threads": threads, "--batch": batch, "--warmup": warmup,
-                            "--iters": iters, "--min-time": min_time, "--baseline": baseline, "--timeout": timeout})
+                            "--iters": iters, "--min-time": min_time, "--baseline": baseline, "--timeout": timeout,
+                            "--untuned": untuned})
 
     # Refuse an unwritable output before measuring anything (it used to fail after the whole run).
     check_output_path(json_path, option="--json")
     check_output_path(plot, option="--plot")
-    targets, bundle = bench_lib.targets_from_path(path, runtime)
+    targets, bundle = bench_lib.targets_from_path(path, runtime, untuned=untuned)
+    _announce_tuning(targets, threads)
     if bench_lib.is_torch_baseline(baseline):
         # The reference: PyTorch eager on the checkpoint the manifest records, in its own process
         # (the only child that imports torch).
@@ -103,6 +108,19 @@ def bench(
         note(f"wrote {plot}")
 
 
+def _announce_tuning(targets, threads) -> None:
+    """Say which tuning file set the artifacts' settings; an explicit --threads wins over the tuned count."""
+    tuned = sorted({t.tuned_from for t in targets if t.tuned_from})
+    if not tuned:
+        return
+    if threads is not None:
+        for target in targets:
+            target.threads = None
+    names = ", ".join(t.name for t in targets if t.tuned_from)
+    note(f"tuned settings from {', '.join(tuned)} for {names}" + (" (threads from --threads)" if threads else "")
+         + "; --untuned for the runners' defaults")
+
+
 def _run_with_progress(bench_lib, targets, settings, baseline) -> dict:
     """`run_benchmark` under a progress bar on stderr (when it is a terminal)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -124,6 +142,10 @@ def _print_report(report: dict, settings) -> None:
     """The table, the method, the environment and what each runtime applied."""
     console.print(results_table(report))
     console.print(settings.describe(), style="dim", highlight=False)
+    tuned = [f"{r['name']} {r['threads']} threads" for r in report["artifacts"] if r.get("tuned_from")]
+    if tuned:
+        console.print(f"Tuned (threads and runner options from {report['artifacts'][0].get('tuned_from') or 'tuning/'}"
+                      f"; 'Applied by' says what each runtime ran with): {', '.join(tuned)}", style="dim", highlight=False)
     env = report["environment"]
     console.print(
         f"Environment: {env['cpu_model']}, {env['physical_cores']} physical cores, "
@@ -155,13 +177,21 @@ def results_table(report: dict) -> Table:
     for row in report["artifacts"]:
         lat = row["latency_ms"]
         table.add_row(
-            f"{row['name']}\n[dim]{row['runtime']} {row['precision'] or ''}[/dim]".rstrip(),
+            f"{row['name']}\n[dim]{row['runtime']} {_precision(row)}[/dim]".rstrip(),
             str(row["batch"]),
             f"{lat['p50']:.2f}", f"{lat['p90']:.2f}", f"{lat['p99']:.2f}", _fmt_rate(row["throughput_ips"]),
             f"{row['load_ms']:.0f}", f"{row['first_inference_ms']:.1f}", f"{row['peak_rss_mb']:.0f}",
             f"{row['size_mb']:.2f}", f"{row['speedup']:.2f}x",
         )
     return table
+
+
+def _precision(row: dict) -> str:
+    """'fp32', or 'fp32 IR, bf16 compute' when the runtime computed in another precision; '(tuned)' when tuned."""
+    from edgecnn.bench.tuned import precision_label
+
+    text = precision_label(row["runtime"], row.get("precision"), row.get("compute_precision"))
+    return text + (" (tuned)" if row.get("tuned_from") else "")
 
 
 def _fmt_rate(value: float) -> str:

@@ -37,6 +37,7 @@ def verify_command(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write every number as JSON to this file."),
     junit_path: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML (one test case per artifact) to this file."),
     summary_path: Optional[str] = typer.Option(None, "--summary", help="Append a Markdown table to this file (e.g. \"$GITHUB_STEP_SUMMARY\"; empty: none)."),
+    untuned: bool = typer.Option(False, "--untuned", help="Ignore the bundle's tuning for this machine (tuning/<signature>.json): the runners' defaults."),
     on: Optional[List[str]] = ON,
     fleet: Optional[Path] = FLEET,
     identity: Optional[Path] = IDENTITY,
@@ -55,7 +56,7 @@ def verify_command(
                         keep=keep, json_path=json_path, runtime=runtime, forwarded={
                             "--data": data, "--runtime": runtime, "--max-drop": max_drop, "--min-agreement": min_agreement,
                             "--min-cosine": min_cosine, "--max-abs-diff": max_abs_diff, "--threshold": threshold or [],
-                            "--reference-source": reference_source, "--precision": precision, "--threads": threads,
+                            "--reference-source": reference_source, "--precision": precision, "--threads": threads, "--untuned": untuned,
                             "--batch": batch, "--limit": limit, "--seed": seed})
     from edgecnn.verify import (
         VerifyFailedError, VerifySettings, append_summary, build_overrides, verify, write_junit,
@@ -70,9 +71,13 @@ def verify_command(
     settings = VerifySettings(
         data=data, data_root=data_root, runtime=runtime, threads=threads, overrides=overrides,
         reference=reference, reference_source=reference_source.lower(), precision=precision, limit=limit,
-        batch=batch, seed=seed,
+        batch=batch, seed=seed, untuned=untuned,
     )
     report = _verify_with_progress(verify, path, settings)
+    tuned = sorted({a.tuned_from for a in report.artifacts if a.tuned_from})
+    if tuned:
+        note(f"tuned settings from {', '.join(tuned)} for "
+             f"{', '.join(a.name for a in report.artifacts if a.tuned_from)}; --untuned for the runners' defaults")
     console.print(_table(report))
     for line in report.notes:
         note(f"note: {line}")
@@ -132,9 +137,16 @@ def _table(report) -> Table:
                            for c in result.checks if c.threshold is not None) or "-"
         verdict = "[green]pass[/]" if result.passed else f"[bold red]FAIL[/] {', '.join(result.failed_checks)}"
         table.add_row(
-            result.name, result.runtime, result.precision,
+            result.name, result.runtime, _precision(result),
             "-" if result.top1 is None else f"{result.top1:.2f} %", cell("drop", result.drop),
             cell("agreement", result.agreement), cell("max_abs_diff", result.max_abs_diff),
             cell("cosine", result.cosine), limits, verdict,
         )
     return table
+
+
+def _precision(result) -> str:
+    """'fp32', or 'fp32 IR, bf16 compute' when the runtime computed in another precision."""
+    from edgecnn.bench.tuned import precision_label
+
+    return precision_label(result.runtime, result.precision, result.compute_precision) + (" (tuned)" if result.tuned_from else "")

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.backends import get_backend
+from edgecnn.bench.tuned import compute_precision
 from edgecnn.inference import run_logits
 from edgecnn.compare import compare_logits, top1
 from edgecnn.errors import MissingDependencyError
@@ -100,6 +101,8 @@ class Target:
     precision: str
     options: dict[str, Any]  # Runner.load options (precision, input_shape, layout)
     batch: int | None = None  # the batch the artifact takes, when the manifest says
+    threads: int | None = None  # tuned for this machine (edgecnn tune); None: the run's threads
+    tuned_from: str | None = None  # the bundle's tuning file the threads and options come from
 
 
 def run_targets(targets: list[Target], samples: Samples, settings: VerifySettings, *, threads: int,
@@ -130,6 +133,8 @@ def _run_target(target: Target, samples: Samples, settings: VerifySettings, *, t
     # safe for every graph.
     batch = target.batch or (1 if get_backend(target.runtime).static_batch else settings.batch)
     begun = time.perf_counter()
+    threads = target.threads or threads
+    compute = None
     try:
         logits, info = run_logits(target.runtime, target.path, samples.inputs, threads=threads, batch=batch,
                                   options=target.options, label=target.name, progress=progress)
@@ -139,6 +144,9 @@ def _run_target(target: Target, samples: Samples, settings: VerifySettings, *, t
         evaluation = _did_not_run(exc, samples)
         info = {"batch": batch, "threads": threads}
     else:
+        compute = compute_precision(target.runtime, target.precision, info.get("applied") or {})
+        if compute and compute != target.precision and target.precision != "int8":
+            thresholds = settings.overrides.for_precision(compute)  # judged at the precision it computed in
         evaluation = evaluate_artifact(logits, samples.reference_logits, samples.labels, thresholds,
                                        accuracy_meaningful=accuracy_meaningful)
         # The report keeps the runner's version, threads and batch (not its applied options).
@@ -148,7 +156,7 @@ def _run_target(target: Target, samples: Samples, settings: VerifySettings, *, t
         precision=target.precision, samples=int(samples.inputs.shape[0]), thresholds=thresholds,
         checks=evaluation["checks"], reference_source=samples.reference_source,
         accuracy_meaningful=accuracy_meaningful, seconds=time.perf_counter() - begun, **info,
-        **evaluation["metrics"],
+        **evaluation["metrics"], compute_precision=compute, tuned_from=target.tuned_from,
     )
 
 

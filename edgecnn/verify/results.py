@@ -71,6 +71,8 @@ class ArtifactResult:
     threads: int | None = None
     batch: int | None = None
     seconds: float = 0.0
+    compute_precision: str | None = None  # what the runtime computed in (an fp32 IR may run in bf16)
+    tuned_from: str | None = None  # the bundle's tuning file its settings came from
 
     @property
     def failed_checks(self) -> list[str]:
@@ -108,6 +110,8 @@ class ArtifactResult:
             "threads": self.threads,
             "batch": self.batch,
             "seconds": round(self.seconds, 3),
+            "compute_precision": self.compute_precision,
+            "tuned_from": self.tuned_from,
         }
 
 

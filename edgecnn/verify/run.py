@@ -55,7 +55,7 @@ def _verify_bundle(path: Path, settings: VerifySettings, progress: Progress | No
         )
     resolve_reference(samples, live_source, threads=threads, batch=settings.batch, input_shape=input_shape,
                       live=settings.reference_source != "golden", progress=progress)
-    targets = [_bundle_target(bundle, entry, input_shape) for entry in entries]
+    targets = _tuned(bundle, [_bundle_target(bundle, entry, input_shape) for entry in entries], settings)
     report = run_targets(targets, samples, settings, threads=threads, accuracy_meaningful=accuracy_meaningful,
                          progress=progress)
     report.model = bundle.model_name
@@ -131,6 +131,21 @@ def _bundle_target(bundle, entry, input_shape) -> Target:
         runtime=resolve_runtime(entry.runtime), precision=entry.precision.lower(), options=options,
         batch=int(fixed) if isinstance(fixed, int) and not isinstance(fixed, bool) and fixed > 0 else None,
     )
+
+
+def _tuned(bundle, targets: list[Target], settings: VerifySettings) -> list[Target]:
+    """The targets with this machine's tuned options (and threads, unless --threads), from tuning/<signature>.json."""
+    from edgecnn.bench.tuned import load_tuning
+
+    tuning = load_tuning(bundle, untuned=settings.untuned)
+    entries = {str(e.path): e for e in bundle.artifacts}
+    for target in targets if tuning is not None else []:
+        tuned = tuning.settings_for(entries[target.name])
+        if tuned is not None:
+            target.options = {**target.options, **tuned["options"]}
+            target.threads = None if settings.threads else tuned["threads"]
+            target.tuned_from = tuning.relative
+    return targets
 
 
 # ------------------------------------------------------------------------------- one artifact

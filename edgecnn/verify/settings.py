@@ -30,6 +30,7 @@ class VerifySettings:
     limit: int | None = None
     batch: int = DEFAULT_BATCH
     seed: int | None = None
+    untuned: bool = False  # ignore the bundle's tuning file for this machine (edgecnn tune)
 
     def __post_init__(self) -> None:
         if self.reference_source not in ("auto", "pytorch", "golden"):
