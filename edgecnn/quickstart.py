@@ -2,6 +2,11 @@
 
 train -> export (onnx, x86, arm at fp32+int8; the jetson bundle) -> verify -> bench -> report.
 
+A model of the user's own (`--model timm:NAME`, `FILE.py:FUNCTION`, `FILE.onnx`, ...: edgecnn.sources) is
+not trained: it is loaded with its stated preprocessing, `--data` gives the calibration photos and a
+disjoint golden set (or `--golden-data`), verify checks the golden set, and bench has no PyTorch eager
+baseline (there is no checkpoint to run; speed-ups are then against the slowest artifact).
+
 Every step is the same code the individual commands run, and each writes its JSON into the run
 folder, so `edgecnn report RUN_DIR` can rebuild the report from the files alone:
 
@@ -24,7 +29,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -38,7 +43,7 @@ BENCH_MIN_TIME_S = 1.0
 @dataclass
 class QuickstartSettings:
     model: str = "mobilenet_v2"
-    data: str = "digits"
+    data: str | None = None  # None: digits for a zoo model; a model of your own needs photos
     out: Path = Path("runs/quickstart")
     epochs: int | None = None  # None: the model's training recipe (mobilenet_v2: 15 epochs)
     precision: str = "int8"  # bundles hold fp32 next to it
@@ -48,6 +53,10 @@ class QuickstartSettings:
     bench_min_time_s: float = BENCH_MIN_TIME_S
     data_root: str | None = None
     seed: int = 0
+    # A model of the user's own: its weights and stated preprocessing, as `edgecnn export` takes them
+    # (ExportRequest fields: weights, state_dict, input_size, resize, mean, std, channels, classes).
+    source_options: dict = field(default_factory=dict)
+    golden_data: str | None = None  # a foreign model's golden set apart from --data
 
 
 @dataclass
@@ -96,19 +105,22 @@ def run_quickstart(settings: QuickstartSettings, step: Callable[[str], None] | N
     """Run every stage; raise CheckFailedError at the end when any artifact failed verify."""
     step = step or (lambda message: None)
     started = time.perf_counter()
+    foreign = _is_foreign(settings)  # every flag is checked before the run folder is touched
+    if settings.data is None:
+        if foreign:
+            raise BadInputError(f"{settings.model} is a model of your own: pass --data imagefolder:DIR (photos to "
+                                "calibrate on and, apart from those, to verify on) and its --classes FILE")
+        settings = replace(settings, data="digits")
     run_dir = _fresh_run_dir(settings)
     targets = _chosen_targets(settings, step)
-
-    step(f"1/5 training {settings.model} on {settings.data}")
-    from edgecnn.train import TrainConfig, train
-
-    trained = train(TrainConfig(model=settings.model, data=settings.data, out_dir=str(run_dir / "model"),
-                                epochs=settings.epochs, seed=settings.seed, data_root=settings.data_root,
-                                threads=settings.threads), progress=True)
-    write_model_card(run_dir, trained.checkpoint, trained.metrics)
-    bundles = _export_all(settings, trained.checkpoint, targets, run_dir, step)
-    failures = _verify_all(settings, bundles, run_dir, step)
-    _bench_all(settings, bundles, trained.checkpoint, run_dir, step)
+    checkpoint = None if foreign else _train(settings, run_dir, step)
+    if foreign:
+        step(f"1/5 loading {settings.model} (a model of your own: not trained)")
+    bundles = _export_all(settings, settings.model if foreign else str(checkpoint), targets, run_dir, step)
+    if foreign:
+        write_source_card(run_dir, settings, next(iter(bundles.values())))
+    failures = _verify_all(settings, bundles, run_dir, step, on_golden=foreign)
+    _bench_all(settings, bundles, checkpoint, run_dir, step)
 
     step("5/5 writing the report")
     from edgecnn.report import summary_rows, write_report
@@ -116,6 +128,35 @@ def run_quickstart(settings: QuickstartSettings, step: Callable[[str], None] | N
     report_path = write_report(run_dir)
     return QuickstartResult(run_dir=run_dir, report=report_path, rows=summary_rows(run_dir), failures=failures,
                             seconds=time.perf_counter() - started)
+
+
+def _train(settings: QuickstartSettings, run_dir: Path, step: Callable[[str], None]) -> Path:
+    """Train the zoo model on --data; its checkpoint (the model card written beside it)."""
+    step(f"1/5 training {settings.model} on {settings.data}")
+    from edgecnn.train import TrainConfig, train
+
+    trained = train(TrainConfig(model=settings.model, data=settings.data, out_dir=str(run_dir / "model"),
+                                epochs=settings.epochs, seed=settings.seed, data_root=settings.data_root,
+                                threads=settings.threads), progress=True)
+    write_model_card(run_dir, trained.checkpoint, trained.metrics)
+    return trained.checkpoint
+
+
+def _is_foreign(settings: QuickstartSettings) -> bool:
+    """Whether --model is the user's own (not trained here); checks what only goes with one or the other."""
+    from edgecnn.sources import is_foreign
+
+    foreign = is_foreign(settings.model)
+    if foreign and settings.epochs is not None:
+        raise BadInputError(f"--epochs trains a zoo model; {settings.model} is yours and is not trained here")
+    if not foreign and settings.golden_data:
+        raise BadInputError("--golden-data goes with a model of your own; a zoo model is verified on its "
+                            "data's test split")
+    stated = [key for key, value in settings.source_options.items() if value is not None]
+    if not foreign and stated:
+        flags = ", ".join("--" + key.replace("_", "-") for key in stated)
+        raise BadInputError(f"{flags} describe a model of your own; zoo model {settings.model} brings its own")
+    return foreign
 
 
 def _fresh_run_dir(settings: QuickstartSettings) -> Path:
@@ -140,17 +181,20 @@ def _chosen_targets(settings: QuickstartSettings, step: Callable[[str], None]) -
     return targets
 
 
-def _export_all(settings: QuickstartSettings, checkpoint: Path, targets: list[str], run_dir: Path,
+def _export_all(settings: QuickstartSettings, source: str, targets: list[str], run_dir: Path,
                 step: Callable[[str], None]) -> dict[str, Path]:
+    """One bundle per target from the trained checkpoint, or from the user's model with --data as calibration."""
     from edgecnn.pipeline import ExportRequest, export_bundle
 
+    own = {} if source != settings.model else {
+        **settings.source_options, "calib_data": settings.data, "golden_data": settings.golden_data}
     bundles: dict[str, Path] = {}
     for index, target in enumerate(targets, 1):
         precision = _precision_for(target, settings.precision)
         step(f"2/5 exporting {target} ({index}/{len(targets)}): fp32 + {precision}")
-        report = export_bundle(ExportRequest(source=str(checkpoint), target=target, out=run_dir / "bundles" / target,
+        report = export_bundle(ExportRequest(source=source, target=target, out=run_dir / "bundles" / target,
                                              precision=precision, data_root=settings.data_root,
-                                             seed=settings.seed), stage=lambda message: None)
+                                             seed=settings.seed, **own), stage=lambda message: None)
         bundles[target] = report.bundle.root
         for line in report.warnings:
             step(f"   warning ({target}): {line}")
@@ -158,14 +202,15 @@ def _export_all(settings: QuickstartSettings, checkpoint: Path, targets: list[st
 
 
 def _verify_all(settings: QuickstartSettings, bundles: dict[str, Path], run_dir: Path,
-                step: Callable[[str], None]) -> list[str]:
-    """Every artifact against PyTorch on the full test split of the training data; the failed targets."""
+                step: Callable[[str], None], *, on_golden: bool = False) -> list[str]:
+    """Every artifact against PyTorch on the full test split of the training data (a model of the user's own:
+    on the golden set, the photos calibration did not use); the failed targets."""
+    data = [] if on_golden else ["--data", settings.data, *(["--data-root", settings.data_root]
+                                                            if settings.data_root else [])]
     verify_results, failures = [], []
     for target, bundle in bundles.items():
         step(f"3/5 verifying {target}")
-        payload, code = _run_json(["verify", str(bundle), "--data", settings.data,
-                                   *(["--data-root", settings.data_root] if settings.data_root else [])],
-                                  run_dir / "verify" / f"{target}.json")
+        payload, code = _run_json(["verify", str(bundle), *data], run_dir / "verify" / f"{target}.json")
         payload["target"] = target
         verify_results.append(payload)
         if code == 1:
@@ -174,7 +219,7 @@ def _verify_all(settings: QuickstartSettings, bundles: dict[str, Path], run_dir:
     return failures
 
 
-def _bench_all(settings: QuickstartSettings, bundles: dict[str, Path], checkpoint: Path, run_dir: Path,
+def _bench_all(settings: QuickstartSettings, bundles: dict[str, Path], checkpoint: Path | None, run_dir: Path,
                step: Callable[[str], None]) -> None:
     """Each artifact in its own process, and PyTorch eager as the baseline."""
     from edgecnn.backends import baseline_backend
@@ -190,6 +235,11 @@ def _bench_all(settings: QuickstartSettings, bundles: dict[str, Path], checkpoin
         payload, _ = _run_json(["bench", str(bundle), *common], run_dir / "bench" / f"{target}.json")
         payload["target"] = target
         results.append(payload)
+    if checkpoint is None:
+        step("4/5 no PyTorch eager baseline: a model of your own has no edgecnn checkpoint to run "
+             "(speed-ups are against the slowest artifact of each target)")
+        _write(run_dir / "bench.json", {"results": results})
+        return
     step("4/5 benchmarking the PyTorch eager baseline")
     baseline = baseline_backend().name
     payload, _ = _run_json(["bench", str(checkpoint), "--runtime", baseline, *common], run_dir / "bench" / "pytorch.json")
@@ -212,6 +262,27 @@ def write_model_card(run_dir: Path, checkpoint: Path, metrics: dict) -> Path:
         "name": spec.name, "family": spec.family, "params": profile.total_params, "macs": profile.total_macs,
         "input_size": list(preprocess.input_shape), "num_classes": payload["num_classes"],
         "data": payload.get("data"), "test_top1": metrics.get("test_top1"), "checkpoint": str(checkpoint),
+    }
+    return _write(run_dir / "model_card.json", card)
+
+
+def write_source_card(run_dir: Path, settings: QuickstartSettings, bundle: Path) -> Path:
+    """The model card of the user's own model: counted on the loaded model, top-1 from the golden set."""
+    from edgecnn.sources import StatedPreprocess, load_source
+    from edgecnn.zoo.profile import profile_model
+
+    options = settings.source_options
+    stated = StatedPreprocess(input_size=options.get("input_size"), channels=options.get("channels"))
+    loaded = load_source(settings.model, weights=options.get("weights"), state_dict=options.get("state_dict"),
+                         stated=stated, need_normalization=False)
+    manifest = read_json(bundle / "manifest.json", what="the bundle manifest")
+    golden = manifest.get("golden") or {}
+    profile = profile_model(loaded.model, tuple(manifest["input"]["shape"]))
+    card = {
+        "name": manifest["model"]["name"], "family": manifest["model"]["family"], "source": settings.model,
+        "params": profile.total_params, "macs": profile.total_macs, "input_size": list(manifest["input"]["shape"]),
+        "num_classes": manifest["model"]["num_classes"], "data": golden.get("source") or settings.data,
+        "test_top1": golden.get("reference_top1"), "checkpoint": None,
     }
     return _write(run_dir / "model_card.json", card)
 

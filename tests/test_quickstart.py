@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -74,3 +75,48 @@ def test_existing_run_is_kept_without_force(quickstart_run, cli):
     out, _ = quickstart_run
     result = cli("quickstart", "--model", "lenet5", "--out", str(out))
     assert result.exit_code == 2 and "--force" in result.stderr
+
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
+OWN_NET = '''
+import torch
+from torch import nn
+
+
+def build():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 5, stride=4), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(8, 1000))
+'''
+
+
+@pytest.mark.skipif(not (SHARED / "imagenet-sample").is_dir(), reason="the real photos (shared/DATA.md) are not there")
+def test_quickstart_with_a_model_of_your_own_on_photos(tmp_path, cli):
+    """Not trained: exported with --data as calibration, verified on the disjoint golden set, no eager baseline."""
+    (tmp_path / "net.py").write_text(OWN_NET)
+    out = tmp_path / "run"
+    own = [f"{tmp_path / 'net.py'}:build", "--data", f"imagefolder:{SHARED / 'imagenet-sample'}",
+           "--classes", str(SHARED / "imagenet-synsets.txt"), "--input-size", "48",
+           "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225"]
+    result = cli("quickstart", "--model", *own, "--target", "onnx", "--out", str(out), "--bench-time", "0.2",
+                 "--threads", "1")
+    assert result.exit_code == 0, result.stderr + result.stdout
+    assert not (out / "model").exists()  # nothing trained
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["source"].endswith("net.py:build") and card["num_classes"] == 1000 and card["params"] > 0
+    manifest = json.loads((out / "bundles" / "onnx" / "manifest.json").read_text())
+    assert "imagenet-sample" in manifest["calibration"]["source"] and manifest["model"]["replay"]
+    (verified,) = json.loads((out / "verify.json").read_text())["results"]
+    assert verified["samples_source"] == "golden" and verified["samples"] == manifest["golden"]["samples"]
+    # fp32, and int8 unless export kept none (a random net may gain nothing from it: see issue 14's fallback)
+    assert all(a["passed"] for a in verified["artifacts"]) and "fp32" in [a["precision"] for a in verified["artifacts"]]
+    benched = json.loads((out / "bench.json").read_text())["results"]
+    assert [b["target"] for b in benched] == ["onnx"]  # no PyTorch eager baseline: there is no checkpoint
+    assert (out / "report.html").is_file() and "net_build" in (out / "report.html").read_text()
+    # Flags of the other kind are refused before the run folder is touched.
+    for args, message in (((*own, "--epochs", "2"), "--epochs trains a zoo model"),
+                          (("lenet5", "--mean", "0.5"), "--mean describe a model of your own"),
+                          ((own[0],), "pass --data imagefolder:DIR")):
+        result = cli("quickstart", "--model", *args, "--out", str(tmp_path / "never"))
+        assert result.exit_code == 2 and message in result.stderr, result.stderr
+        assert not (tmp_path / "never").exists()
