@@ -247,3 +247,20 @@ def test_knobs_are_gated_by_capability_and_the_computed_precision_is_named(monke
     assert precision_label("onnxruntime", "fp32", "fp32") == "fp32"
     assert compute_precision("tflite", "fp32", {"xnnpack_fp16": True}) == "fp16"
     assert compute_precision("ncnn", "fp32", {"use_fp16_arithmetic": True}) == "fp16"
+
+
+def test_runners_apply_the_knobs_tune_sweeps_and_refuse_bad_values():
+    from edgecnn.backends import get_runner
+    from edgecnn.errors import BadInputError
+
+    with get_runner("onnxruntime").load(onnx_file(), threads=1, execution_mode="parallel", inter_op_threads=2,
+                                        allow_spinning=False, graph_optimization="basic") as runner:
+        assert runner.applied["execution_mode"] == "ORT_PARALLEL" and runner.applied["allow_spinning"] is False
+        assert runner.applied["graph_optimization_level"] == "ORT_ENABLE_BASIC"
+    with get_runner("openvino").load(openvino_file(), threads=2, num_streams=2, cpu_pinning=False) as runner:
+        assert runner.applied["NUM_STREAMS"] == 2 and runner.applied["ENABLE_CPU_PINNING"] is False
+        np.testing.assert_allclose(runner.run(sample_batch(3)), reference_logits(sample_batch(3)), atol=1e-4)
+    with pytest.raises(BadInputError, match="num_streams"):
+        get_runner("openvino").load(openvino_file(), num_streams=0)
+    with pytest.raises(BadInputError, match="execution_mode"):
+        get_runner("onnxruntime").load(onnx_file(), execution_mode="sideways")
