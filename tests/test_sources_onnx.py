@@ -246,3 +246,40 @@ def test_only_a_proven_flatten_is_rewritten():
     model = helper.make_model(helper.make_graph([helper.make_node("Reshape", ["x", "shape"], ["y"])], "g", [x], [y],
                                               [shape]), opset_imports=[helper.make_opsetid("", 17)])
     assert _flatten_reshapes(onnx, model) == 0 and model.graph.node[0].op_type == "Reshape"
+
+
+@pytest.mark.parametrize("target", ["arm", "arm-ncnn"])
+def test_reshapes_that_bake_the_batch_or_come_from_a_newer_opset_convert(target, cli, tmp_path):
+    """A fixed-batch graph's `reshape(1, K)` after a transpose, and a general `reshape(-1, 8, K)` at opset 20
+    (onnx2torch has Reshape converters up to opset 14 only): both reach the torch-built targets and pass parity."""
+    import torch
+    from torch import nn
+
+    class Baked(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.head = nn.Conv2d(3, 8, 3, stride=2), nn.Linear(8 * 15 * 15, CLASSES)
+
+        def forward(self, x):
+            return self.head(torch.relu(self.conv(x)).permute(0, 2, 3, 1).reshape(1, 8 * 15 * 15))
+
+    class Grouped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.head = nn.Conv2d(3, 8, 3, stride=2), nn.Linear(8, CLASSES)
+
+        def forward(self, x):
+            return self.head(torch.relu(self.conv(x)).reshape(-1, 8, 225).mean(2))
+
+    torch.manual_seed(0)
+    baked = tmp_path / "baked.onnx"
+    torch.onnx.export(Baked().eval(), (torch.zeros(1, 3, SIZE, SIZE),), str(baked), dynamo=False)
+    grouped = tmp_path / "grouped.onnx"
+    torch.onnx.export(Grouped().eval(), (torch.zeros(1, 3, SIZE, SIZE),), str(grouped), dynamo=False,
+                      input_names=["x"], dynamic_axes={"x": {0: "n"}}, opset_version=20)
+    for path in (baked, grouped):
+        out = tmp_path / f"bundle-{path.stem}"
+        result = _export(cli, path, out, *NORM, "--precision", "fp32", target=target)
+        assert result.exit_code == 0, result.stderr + result.stdout
+        (fp32,) = json.loads((out / "manifest.json").read_text())["artifacts"]
+        assert fp32["parity"]["top1_agreement"] >= 0.995 and fp32["parity"]["max_abs_diff"] < 1e-3

@@ -21,6 +21,8 @@ from edgecnn.sources.onnx_file import BATCH_DIM, INPUT_NAME, OUTPUT_NAME, GraphI
 _BATCH_RTOL = 1e-4
 # Targets that read the ONNX file itself (named for the user; the registry's labels).
 ONNX_READERS = "ONNX Runtime, OpenVINO and TensorRT"
+# The opset onnx2torch covers best: a graph of a newer opset is brought down to it when one of its ops needs it.
+_CONVERTER_OPSET = 17
 
 
 @dataclass(frozen=True)
@@ -170,20 +172,44 @@ def normalise(source: Path, path: Path, *, graph: GraphInput, input_shape,
                            fixed_batch=fixed, slim_s=slim_s, notes=notes)
 
 
-def _unconvertible(model, what: str) -> None:
-    """Refuse, naming op and node, a graph with a node onnx2torch has no converter for."""
+def _within_converter_opsets(onnx, model) -> Any:
+    """The graph at opset 17 when onnx2torch lacks a converter for one of its ops at the graph's own opset.
+
+    onnx2torch registers each op at the opsets it knows (Reshape: 5, 13, 14); a graph from a newer exporter
+    (opset 19+: Reshape-19) is semantically the same at 17 for these ops, and ONNX's version converter
+    says so or refuses. The original graph is kept when conversion fails or does not help.
+    """
+    if _first_unconvertible(model) is None:
+        return model
+    try:
+        converted = onnx.version_converter.convert_version(model, _CONVERTER_OPSET)
+    except Exception:  # noqa: BLE001 - the converter refuses what it cannot map; _unconvertible names it
+        return model
+    return converted if _first_unconvertible(converted) is None else model
+
+
+def _first_unconvertible(model) -> tuple[int, Any, int] | None:
+    """(index, node, opset) of the first node onnx2torch has no converter for, or None."""
     from onnx2torch.node_converters.registry import get_converter
 
     opsets = {o.domain or "": o.version for o in model.opset_import}
     for index, node in enumerate(model.graph.node):
-        domain = node.domain or ""
         try:
-            get_converter(domain=domain, operation_type=node.op_type, version=opsets.get(domain, 0))
+            get_converter(domain=node.domain or "", operation_type=node.op_type, version=opsets.get(node.domain or "", 0))
         except NotImplementedError:
-            raise TorchConversionError(
-                f"{what}: onnx2torch cannot convert op {node.op_type} (node {node.name or f'#{index}'!r}, opset "
-                f"{opsets.get(domain, 0)}), and this target builds from a torch module; {ONNX_READERS} read the "
-                "ONNX file itself and can take it") from None
+            return index, node, opsets.get(node.domain or "", 0)
+    return None
+
+
+def _unconvertible(model, what: str) -> None:
+    """Refuse, naming op and node, a graph with a node onnx2torch has no converter for."""
+    found = _first_unconvertible(model)
+    if found is not None:
+        index, node, opset = found
+        raise TorchConversionError(
+            f"{what}: onnx2torch cannot convert op {node.op_type} (node {node.name or f'#{index}'!r}, opset "
+            f"{opset}), and this target builds from a torch module; {ONNX_READERS} read the "
+            "ONNX file itself and can take it")
 
 
 def _flatten_reshapes(onnx, model) -> int:
@@ -209,7 +235,10 @@ def _flatten_reshapes(onnx, model) -> int:
         if node.op_type != "Reshape" or len(node.input) != 2 or node.input[1] not in constants:
             continue
         shape, dims = [int(v) for v in constants[node.input[1]].ravel()], ranks.get(node.input[0])
-        if len(shape) != 2 or shape[0] not in (0, -1) or not dims or len(dims) < 2 or None in dims[1:]:
+        if len(shape) != 2 or not dims or len(dims) < 2 or None in dims[1:]:
+            continue
+        # Keeps the batch: 0 (copy), -1, or the batch a fixed-batch graph bakes in (e.g. [1, K]).
+        if shape[0] not in (0, -1) and not (dims[0] is not None and shape[0] == dims[0]):
             continue
         if shape[1] not in (-1, int(np.prod(dims[1:]))) or (shape[0] == -1 and shape[1] == -1):
             continue
@@ -233,6 +262,7 @@ def _convert(onnx, model, what: str) -> Any:
     # onnxslim first: torch's exporter shares weights through Identity nodes onnx2torch cannot follow.
     model, _ = _slim(onnx, model, [])
     _flatten_reshapes(onnx, model)
+    model = _within_converter_opsets(onnx, model)
     _unconvertible(model, what)
     try:
         module = onnx2torch.convert(model)
@@ -241,7 +271,45 @@ def _convert(onnx, model, what: str) -> Any:
         raise TorchConversionError(f"{what}: onnx2torch cannot convert the graph ({type(exc).__name__}: {first}), "
                                    f"and this target builds from a torch module; {ONNX_READERS} read the ONNX "
                                    "file itself and can take it") from None
+    _static_reshapes(module)
     return module.eval()
+
+
+def _static_reshapes(module) -> int:
+    """Give every onnx2torch Reshape whose shape is a constant that shape as Python ints.
+
+    onnx2torch's Reshape reads its shape tensor at run time (`torch.any(shape == 0)`), a data-dependent
+    branch litert-torch's tracer cannot guard on; with the constant unpacked the reshape is static. Returns
+    how many were rewritten.
+    """
+    import torch
+
+    rewritten = 0
+    for node in list(module.graph.nodes):
+        target = module.get_submodule(node.target) if node.op == "call_module" else None
+        if type(target).__name__ != "OnnxReshape" or len(node.args) != 2 or node.args[1].op != "get_attr":
+            continue
+        shape = _attr(module, node.args[1].target)
+        if not isinstance(shape, torch.Tensor) or shape.ndim != 1:
+            continue
+        node.op, node.target = "call_function", _reshape_to
+        node.args = (node.args[0], tuple(int(v) for v in shape.tolist()))
+        rewritten += 1
+    if rewritten:
+        module.graph.eliminate_dead_code()
+        module.recompile()
+    return rewritten
+
+
+def _attr(module, dotted: str):
+    for part in dotted.split("."):
+        module = getattr(module, part)
+    return module
+
+
+def _reshape_to(x, shape: tuple[int, ...]):
+    """ONNX Reshape with a constant shape: 0 copies the input's dimension (allowzero=0), -1 is inferred."""
+    return x.reshape(tuple(x.shape[i] if d == 0 else d for i, d in enumerate(shape)))
 
 
 def to_torch(path: Path, *, what: str, graph: GraphInput, input_shape) -> Any:
