@@ -176,7 +176,7 @@ Match LocalPort $ARM_PORT
 EOF
 /usr/sbin/sshd -f "$STATE/sshd_config" -E "$STATE/sshd.log"
 for _ in $(seq 50); do ssh-keyscan -p "$X86_PORT" 127.0.0.1 >/dev/null 2>&1 && break; sleep 0.1; done
-{ ssh-keyscan -q -t ed25519 -p "$X86_PORT" 127.0.0.1; ssh-keyscan -q -t ed25519 -p "$ARM_PORT" 127.0.0.1; } >"$STATE/known_hosts" 2>/dev/null
+{ ssh-keyscan -t ed25519 -p "$X86_PORT" 127.0.0.1; ssh-keyscan -t ed25519 -p "$ARM_PORT" 127.0.0.1; } >"$STATE/known_hosts" 2>/dev/null
 host_block() {
   printf 'Host %s\n  HostName 127.0.0.1\n  Port %s\n  User root\n  IdentityFile %s\n  IdentitiesOnly yes\n  UserKnownHostsFile %s\n  StrictHostKeyChecking yes\n  BatchMode yes\n\n' \
     "$1" "$2" "$STATE/id_ed25519" "$3"

@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from edgecnn.cli import app
-from edgecnn.cli._common import console, handle_errors, note, write_json
+from edgecnn.cli._common import console, handle_errors, write_json
 
 # Shared by bench, verify and build (a Typer option default can sit in several signatures).
 ON = typer.Option(None, "--on", help="Run on this device over SSH: user@host[:port] or a ~/.ssh/config Host (repeatable).")
@@ -22,6 +22,11 @@ FLEET = typer.Option(None, "--fleet", help="Run on every device of this TOML fil
 IDENTITY = typer.Option(None, "--identity", help="SSH private key for --on/--fleet (default: your ssh config and agent).")
 ACCEPT_NEW = typer.Option(False, "--accept-new-host-key", help="Trust and record a device's host key on first contact (default: known_hosts only).")
 KEEP = typer.Option(False, "--keep", help="Leave the copied bundle on the device (a later run sends only what changed).")
+
+
+def note(message: str) -> None:
+    """One unwrapped stderr line (a fix to copy, a device's reason), whatever the terminal's width."""
+    typer.echo(message, err=True)
 
 
 def dispatch(command: str, path: Path, *, on: Optional[List[str]], fleet: Optional[Path], identity: Optional[Path],

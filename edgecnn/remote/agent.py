@@ -52,29 +52,28 @@ def cpu_name() -> str:
 
 
 def emulation() -> str | None:
-    """'qemu-user ...' when this process is another instruction set emulated on this CPU, else None.
+    """'qemu-user ...' when this process is most likely another instruction set emulated on this CPU, else None.
 
-    Under qemu-user the process sees the host kernel: PID 1's executable is built for the host's
-    instruction set while this Python is not.
+    qemu-user hides itself from the emulated process but not from its children: the parent process's
+    command line starts with the qemu binary (binfmt_misc puts it there). Its emulated CPUs also
+    report an implementer code of 0x00 in /proc/cpuinfo, which no real ARM core has.
     """
-    own = _elf_machine(sys.executable)
-    init = _elf_machine("/proc/1/exe")
-    if own is None or init is None or own == init:
-        return None
-    names = {0x3E: "x86_64", 0xB7: "aarch64", 0x28: "arm", 0xF3: "riscv64", 0x03: "x86"}
-    return (f"qemu-user: {names.get(own, hex(own))} code emulated on a {names.get(init, hex(init))} CPU "
-            "(latency measured here says nothing about the real device; accuracy does)")
-
-
-def _elf_machine(path: str) -> int | None:
     try:
-        with open(path, "rb") as handle:
-            header = handle.read(20)
+        parent = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
     except OSError:
+        parent = ""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        cpuinfo = ""
+    if os.path.basename(parent).startswith("qemu-"):
+        how = f"qemu-user ({os.path.basename(parent)})"
+    elif re.search(r"^CPU implementer\s*:\s*0x00\s*$", cpuinfo, re.MULTILINE):
+        how = "qemu (CPU implementer 0x00)"
+    else:
         return None
-    if len(header) < 20 or header[:4] != b"\x7fELF":
-        return None
-    return int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
+    return (f"{how}: {platform.machine()} code emulated on another CPU; latency measured here says nothing "
+            "about the real device, accuracy does")
 
 
 def runtime_report(wanted: Iterable[str] = ()) -> dict[str, dict[str, Any]]:

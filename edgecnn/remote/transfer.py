@@ -7,6 +7,7 @@ and answers with the sha256 of what it wrote; any difference from ours is a fail
 from __future__ import annotations
 
 import json
+import subprocess
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,12 +48,11 @@ def send_files(connection: Connection, files: list[LocalFile], remote_dir: str, 
         with tarfile.open(fileobj=receiver.stdin, mode="w|", format=tarfile.PAX_FORMAT) as archive:
             for item in files:
                 archive.add(item.path, arcname=item.relative, recursive=False)
-        receiver.stdin.close()
     except BrokenPipeError:
         pass  # the device stopped reading: its stderr below says why
     try:
-        stdout, stderr = receiver.communicate(timeout=timeout_s)
-    except Exception:
+        stdout, stderr = receiver.communicate(timeout=timeout_s)  # closes stdin: the end of the stream
+    except subprocess.TimeoutExpired:
         receiver.kill()
         raise RemoteError(f"{device.name}: copying the bundle timed out after {timeout_s:.0f} s", kind="timeout") from None
     if receiver.returncode != 0:
