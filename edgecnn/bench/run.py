@@ -11,7 +11,7 @@ from edgecnn.bench.environment import loadavg, run_environment
 from edgecnn.bench.settings import SCHEMA, BenchSettings, BenchTarget
 from edgecnn.bench.stats import add_speedups
 from edgecnn.bench.targets import resolve_baseline
-from edgecnn.bench.tuned import compute_precision
+from edgecnn.bench.tuned import compute_precision, precision_label
 
 OnResult = Callable[[BenchTarget, int, "dict[str, Any] | None"], None]
 
@@ -73,6 +73,8 @@ def result_row(target: BenchTarget, settings: BenchSettings, result: dict[str, A
         "input_shape": result["input_shape"],
         "applied": result["applied"],
         "compute_precision": compute_precision(target.runtime, target.precision, result["applied"]),
+        "precision_label": precision_label(target.runtime, target.precision,
+                                           compute_precision(target.runtime, target.precision, result["applied"])),
         "tuned_from": target.tuned_from,
         "torch_imported": result["torch_imported"],
     }

@@ -105,7 +105,8 @@ def _empty_row(target: str, runtime: str, format: str, precision: str) -> dict:
         "speedup": None, "latency_note": None,
         "top1": None, "reference_top1": None, "drop": None, "agreement": None, "cosine": None,
         "max_abs_diff": None, "samples": None, "passed": None, "failed_checks": [], "status": "not verified",
-        "fastest": False, "baseline": False, "purpose": None, "compute_precision": None, "tuned_from": None,
+        "fastest": False, "baseline": False, "purpose": None, "compute_precision": None, "precision_label": None,
+        "tuned_from": None,
     }
 
 
@@ -133,7 +134,8 @@ def _fill_latency(row: dict, measured: dict | None, base_p50: float | None) -> N
         throughput_ips=rounded(measured.get("throughput_ips"), 2), load_ms=rounded(measured.get("load_ms"), 1),
         peak_rss_mb=rounded(measured.get("peak_rss_mb"), 1), iterations=measured.get("iterations"),
         batch=measured.get("batch"), threads=measured.get("threads"),
-        compute_precision=measured.get("compute_precision"), tuned_from=measured.get("tuned_from"),
+        compute_precision=measured.get("compute_precision"), precision_label=measured.get("precision_label"),
+        tuned_from=measured.get("tuned_from"),
     )
     p50 = latency.get("p50")
     if base_p50 and p50:
@@ -238,9 +240,8 @@ def artifact_label(row: dict) -> str:
     if row["device_runtime"] != row["runtime"]:
         # A bundle whose device builds its engine from this graph.
         return f"{label(row['device_runtime'])} {row['precision']} (engine source, {row['format']})"
-    from edgecnn.bench.tuned import precision_label  # 'fp32 IR, bf16 compute' where the runtime said so
-
-    return f"{label(row['runtime'])} {precision_label(row['runtime'], row['precision'], row.get('compute_precision'))}"
+    # bench's label: 'fp32 IR, bf16 compute' where the runtime computed in another precision
+    return f"{label(row['runtime'])} {row.get('precision_label') or row['precision']}"
 
 
 def print_summary(rows: list[dict], console) -> None:
