@@ -28,6 +28,7 @@ ROOT="$CACHE/arm64-root"
 X86_VENV="$CACHE/x86-venv"
 QEMU="$CACHE/qemu/usr/bin/qemu-aarch64"
 mkdir -p "$CACHE" "$STATE"
+rm -f "$STATE/setup.json"  # written again at the end, once everything answered
 log() { printf 'devices: %s\n' "$*" >&2; }
 t0=$SECONDS
 
@@ -75,9 +76,11 @@ setup_qemu() {
   echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $MIRROR trixie main" >"$apt/sources.list"
   local opts=(-o "Dir::Etc::SourceList=$apt/sources.list" -o Dir::Etc::SourceParts=/nonexistent
               -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt" -o APT::Get::List-Cleanup=0)
-  apt-get "${opts[@]}" update -qq
-  (cd "$apt" && rm -f qemu-user_*.deb && apt-get "${opts[@]}" download qemu-user >/dev/null)
-  rm -rf "$CACHE/qemu.tmp" && dpkg-deb -x "$apt"/qemu-user_*.deb "$CACHE/qemu.tmp"
+  # (set -e does not reach inside a function called from `if`: each step says its own failure)
+  apt-get "${opts[@]}" update -qq || { arm_skip="apt-get update of Debian trixie failed"; return 1; }
+  (cd "$apt" && rm -f qemu-user_*.deb && apt-get "${opts[@]}" download qemu-user >/dev/null 2>&1) \
+    || { arm_skip="apt-get download qemu-user (trixie) failed"; return 1; }
+  rm -rf "$CACHE/qemu.tmp" && dpkg-deb -x "$apt"/qemu-user_*.deb "$CACHE/qemu.tmp" || { arm_skip="dpkg-deb -x qemu-user failed"; return 1; }
   rm -rf "$CACHE/qemu" && mv "$CACHE/qemu.tmp" "$CACHE/qemu"
 }
 setup_binfmt() {
@@ -113,13 +116,16 @@ setup_arm_venv() {
     mkdir -p "$wheels"
     python -m pip download -q --only-binary=:all: --python-version 3.11 --implementation cp --abi cp311 \
       --platform manylinux_2_27_aarch64 --platform manylinux_2_28_aarch64 --platform manylinux_2_17_aarch64 \
-      --platform manylinux2014_aarch64 --platform linux_aarch64 -d "$wheels" "$WHEEL[litert]"
+      --platform manylinux2014_aarch64 --platform linux_aarch64 -d "$wheels" "$WHEEL[litert]" \
+      || { arm_skip="pip download of the aarch64 wheels failed"; return 1; }
     rm -rf "$ROOT/var/cache/wheels" && cp -r "$wheels" "$ROOT/var/cache/wheels"
-    chroot "$ROOT" /usr/bin/python3 -m venv /opt/edgecnn
-    chroot "$ROOT" /opt/edgecnn/bin/pip install -q --no-index --find-links /var/cache/wheels "/var/cache/wheels/$(basename "$WHEEL")[litert]"
+    chroot "$ROOT" /usr/bin/python3 -m venv /opt/edgecnn || { arm_skip="python3 -m venv in the arm64 root failed"; return 1; }
+    chroot "$ROOT" /opt/edgecnn/bin/pip install -q --no-index --find-links /var/cache/wheels "/var/cache/wheels/$(basename "$WHEEL")[litert]" \
+      || { rm -rf "$ROOT/opt/edgecnn"; arm_skip="pip install edgecnn[litert] in the arm64 root failed"; return 1; }
   fi
   cp "$WHEEL" "$ROOT/tmp/"
-  chroot "$ROOT" /opt/edgecnn/bin/pip install -q --no-index --no-deps --force-reinstall "/tmp/$(basename "$WHEEL")"
+  chroot "$ROOT" /opt/edgecnn/bin/pip install -q --no-index --no-deps --force-reinstall "/tmp/$(basename "$WHEEL")" \
+    || { arm_skip="pip install of this checkout's wheel in the arm64 root failed"; return 1; }
   rm -f "$ROOT/tmp/$(basename "$WHEEL")"
   [ "$(chroot "$ROOT" /usr/bin/uname -m)" = aarch64 ] || { arm_skip="the arm64 root does not report aarch64"; return 1; }
 }
@@ -131,9 +137,12 @@ else
 fi
 
 # --- sshd on 127.0.0.1 with keys generated here ------------------------------------------------------
-if [ -f "$STATE/sshd.pid" ] && kill -0 "$(cat "$STATE/sshd.pid")" 2>/dev/null; then
-  kill "$(cat "$STATE/sshd.pid")"; sleep 0.5
-fi
+# One CI sshd per machine: stop the last one, whichever folder it was started from (its ports are ours).
+for pidfile in "$STATE/sshd.pid" "$(cat "$CACHE/sshd.pidfile" 2>/dev/null)"; do
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then kill "$(cat "$pidfile")"; sleep 0.5; fi
+done
+rm -f "$STATE/setup.json"
+echo "$STATE/sshd.pid" >"$CACHE/sshd.pidfile"
 rm -f "$STATE"/host_key* "$STATE"/id_ed25519* "$STATE/known_hosts"
 ssh-keygen -q -t ed25519 -N '' -C edgecnn-ci-host -f "$STATE/host_key"
 ssh-keygen -q -t ed25519 -N '' -C edgecnn-ci-user -f "$STATE/id_ed25519"

@@ -160,3 +160,62 @@ def test_remote_options_that_name_local_files_are_refused(cli, tmp_path):
     assert result.exit_code == 2 and "--junit" in result.output and "files on this machine" in result.output
     result = cli("bench", str(tmp_path), "--on", "not a target")
     assert result.exit_code == 2 and "is not an SSH target" in result.output
+
+
+def _device_payloads():
+    """The merged --json of bench and verify on a native and an emulated device (the shapes the CLI writes)."""
+    pi = DeviceRun(device=parse_target("pi5"), info={"machine": "aarch64", "cpu": "Cortex-A76", "emulated": None})
+    qemu = DeviceRun(device=parse_target("arm-device"), info={"machine": "aarch64", "cpu": "ARMv8", "emulated": "qemu-user"})
+
+    def bench_rows(scale):
+        return [{"name": n, "runtime": "tflite", "precision": p, "batch": b, "threads": 4,
+                 "latency_ms": {"p50": ms * scale * b, "p99": ms * scale * b * 1.1}}
+                for n, p, ms in (("tflite/model.tflite", "fp32", 4.0), ("tflite/model.int8.tflite", "int8", 2.0))
+                for b in (1, 8)]
+
+    for run, scale in ((pi, 1.0), (qemu, 30.0)):
+        run.payload = {"artifacts": bench_rows(scale)}
+    bench = merged_report([pi, qemu], RemoteJob(command="bench", source=Path("b")))
+    for run, int8_passes in ((pi, False), (qemu, True)):
+        run.payload = {"passed": int8_passes, "artifacts": [
+            {"name": "tflite/model.tflite", "runtime": "tflite", "precision": "fp32", "passed": True, "agreement": 1.0},
+            {"name": "tflite/model.int8.tflite", "runtime": "tflite", "precision": "int8", "passed": int8_passes,
+             "agreement": 0.96}]}
+    verify = merged_report([pi, qemu], RemoteJob(command="verify", source=Path("b")))
+    return bench, verify
+
+
+def test_device_runs_side_by_side_and_what_to_ship_on_each():
+    from edgecnn.report.devices import device_recommendations, device_section_html, device_table
+
+    table = device_table(list(_device_payloads()))
+    assert [d["name"] for d in table["devices"]] == ["pi5", "arm-device"]
+    int8 = next(r for r in table["rows"] if r["precision"] == "int8")
+    assert int8["per_device"]["pi5"] == {"p50_ms": 2.0, "p99_ms": 2.2, "batch": 1, "threads": 4, "passed": False,
+                                         "top1": None, "agreement": 0.96}
+    advice = device_recommendations(table)
+    assert advice["pi5"].startswith("tflite/model.tflite (tflite fp32), p50 4.00 ms: fastest that passed verify")
+    assert advice["arm-device"].startswith("emulated CPU (latency not meaningful)")
+    page = device_section_html(table)
+    assert "On your devices" in page and "pi5" in page and "(emulated)" in page and "FAIL" in page
+
+
+def test_report_merges_device_runs_into_the_page(cli, tmp_path):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_report import make_run
+
+    run_dir = make_run(tmp_path / "run")
+    bench, verify = _device_payloads()
+    files = []
+    for name, payload in (("bench.json", bench), ("verify.json", verify)):
+        files += ["--device-run", str(tmp_path / name)]
+        (tmp_path / name).write_text(json.dumps(payload))
+    result = cli("report", str(run_dir), *files)
+    assert result.exit_code == 0, result.output
+    assert "on pi5: tflite/model.tflite" in result.output
+    assert sorted(p.name for p in (run_dir / "devices").iterdir()) == ["bench.json", "verify.json"]
+    assert "On your devices" in (run_dir / "report.html").read_text()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert set(summary["devices"]["recommendations"]) == {"pi5", "arm-device"}
+    (tmp_path / "bad.json").write_text("{}")
+    assert cli("report", str(run_dir), "--device-run", str(tmp_path / "bad.json")).exit_code == 2

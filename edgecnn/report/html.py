@@ -18,6 +18,7 @@ from edgecnn.backends import label
 from edgecnn.formatting import (
     format_mb, format_ms, format_percent, format_points, format_share, format_speedup, human_count,
 )
+from edgecnn.report.devices import device_recommendations, device_section_html, device_table
 from edgecnn.report.load import REPORT_NAME, SUMMARY_NAME, RunData, error_text, load_run
 from edgecnn.report.plots import latency_png, training_curve_png
 from edgecnn.report.rows import artifact_label, emulation_note, overall_line, recommendations, summary_rows
@@ -301,6 +302,7 @@ def render_html(run: RunData, rows: list[dict]) -> str:
         "fp32 on the same images (negative: gained); agreement: share of images whose top-1 class matches "
         "PyTorch's. Green: the fastest artifact that passed verify on its target. Red: failed verify.</p>",
         *_plots_html(run, rows),
+        device_section_html(device_table(run.device_runs)),
         "<h2>Environment and method</h2>",
         '<dl class="env">' + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in _environment(run, rows))
         + "</dl>",
@@ -331,6 +333,9 @@ def write_report(run_dir: str | Path) -> Path:
         "passed": all(r["passed"] is not False for r in rows),
         "rows": rows,
     }
+    if run.device_runs:
+        table = device_table(run.device_runs)
+        summary["devices"] = {**table, "recommendations": device_recommendations(table)}
     page = render_html(run, rows)
     write_json_atomic(run.root / SUMMARY_NAME, summary)
     return write_text_atomic(run.root / REPORT_NAME, page)

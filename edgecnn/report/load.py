@@ -77,6 +77,7 @@ class RunData:
     verify_results: list[dict]
     bench_results: list[dict]
     notes: list[str] = field(default_factory=list)
+    device_runs: list[dict] = field(default_factory=list)  # RUN_DIR/devices/*.json: bench/verify --on
 
 
 def load_run(run_dir: str | Path) -> RunData:
@@ -104,6 +105,9 @@ def load_run(run_dir: str | Path) -> RunData:
     run = RunData(root=root, card=_read_object(root / "model_card.json"),
                   metrics=_read_object(metrics_path) if metrics_path.is_file() else None, bundles=bundles,
                   verify_results=_results(root / "verify.json"), bench_results=_results(root / "bench.json"))
+    from edgecnn.report.devices import DEVICES_FOLDER, load_device_runs
+
+    run.device_runs = load_device_runs((root / DEVICES_FOLDER).glob("*.json"))
     for bundle in bundles:
         bundle.verify = _payload_for(bundle, run.verify_results)
         bundle.bench = _payload_for(bundle, [p for p in run.bench_results if not is_baseline_payload(p)])
