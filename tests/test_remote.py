@@ -219,3 +219,34 @@ def test_report_merges_device_runs_into_the_page(cli, tmp_path):
     assert set(summary["devices"]["recommendations"]) == {"pi5", "arm-device"}
     (tmp_path / "bad.json").write_text("{}")
     assert cli("report", str(run_dir), "--device-run", str(tmp_path / "bad.json")).exit_code == 2
+
+
+def test_a_device_build_comes_back_into_the_local_manifest(tmp_path):
+    """`build --on`: the engine entries (provenance, sha256) join the local manifest; the file stays there unless fetched."""
+    import hashlib
+
+    from edgecnn.remote.fleet import adopt_built_manifest
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from runtime_helpers import make_bundle
+
+    bundle = make_bundle(tmp_path / "jetson", formats=("onnx",), target="jetson")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    engine = b"serialized engine bytes"
+    entry = {"path": "tensorrt/model.fp16.engine", "format": "tensorrt", "runtime": "tensorrt", "precision": "fp16",
+             "sha256": hashlib.sha256(engine).hexdigest(), "bytes": len(engine),
+             "files": [{"path": "tensorrt/model.fp16.engine", "sha256": hashlib.sha256(engine).hexdigest(),
+                        "bytes": len(engine)}], "provenance": {"tensorrt": "10.3.0", "gpu": "Orin"}}
+    device_manifest = json.dumps({**manifest, "artifacts": manifest["artifacts"] + [entry]}).encode()
+    run = DeviceRun(device=parse_target("nvidia@orin"), info={"machine": "aarch64"},
+                    payload={"engines": [{"path": entry["path"], "precision": "fp16", "provenance": entry["provenance"]}]},
+                    fetched={"manifest.json": device_manifest}, transfer={"remote_folder": "w/bundles/jetson-1"})
+    assert adopt_built_manifest(bundle, run) == [entry["path"]]
+    adopted = json.loads((bundle / "manifest.json").read_text())["artifacts"][-1]
+    assert adopted["provenance"]["gpu"] == "Orin" and adopted["on_device"]["folder"] == "w/bundles/jetson-1"
+    assert not (bundle / entry["path"]).exists()
+    run.fetched[entry["path"]] = engine  # --fetch-engine
+    adopt_built_manifest(bundle, run)
+    artifacts = json.loads((bundle / "manifest.json").read_text())["artifacts"]
+    assert [a["path"] for a in artifacts].count(entry["path"]) == 1 and "on_device" not in artifacts[-1]
+    assert (bundle / entry["path"]).read_bytes() == engine

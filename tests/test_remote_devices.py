@@ -126,6 +126,16 @@ def test_unknown_host_key_is_refused_with_the_keyscan_line(tflite_bundle, tmp_pa
     assert "127.0.0.1]:22022" in known.read_text()  # recorded: the next run checks it strictly
 
 
+def test_identity_option_logs_in_with_that_key(tflite_bundle, tmp_path):
+    config = tmp_path / "ssh_config"
+    text = Path(SETUP_INFO["ssh_config"]).read_text()
+    config.write_text("\n".join(line for line in text.splitlines() if "IdentityFile" not in line) + "\n")
+    done = edgecnn("bench", str(tflite_bundle), "--on", "x86-device", *FAST, config=str(config), check=1)
+    assert "login refused" in done.stderr and "--identity FILE" in done.stderr
+    edgecnn("bench", str(tflite_bundle), "--on", "x86-device", *FAST, "--identity", str(STATE / "id_ed25519"),
+            config=str(config), check=0)
+
+
 def test_a_device_without_the_runtime_is_refused_naming_the_extra(tmp_path):
     bundle = make_bundle(tmp_path / "ov", formats=("openvino",), target="x86")
     done = edgecnn("bench", str(bundle), "--on", "x86-device", *FAST, check=1)
