@@ -35,22 +35,6 @@ def emit(payload: dict, out: IO[str] | None = None) -> None:
 
 
 # --- probe -------------------------------------------------------------------------------------------
-def cpu_name() -> str:
-    """The CPU as /proc/cpuinfo names it (model name, Hardware or Model lines), else platform's guess."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        text = ""
-    for key in ("model name", "Model", "Hardware", "cpu model"):
-        found = re.search(rf"^{key}\s*:\s*(.+)$", text, re.MULTILINE)
-        if found:
-            return found.group(1).strip()
-    parts = re.findall(r"^CPU part\s*:\s*(\S+)$", text, re.MULTILINE)
-    if parts:
-        return f"ARM CPU part {parts[0]} x{len(parts)}"
-    return platform.processor() or platform.machine()
-
-
 def emulation() -> str | None:
     """'qemu-user ...' when this process is most likely another instruction set emulated on this CPU, else None.
 
@@ -143,9 +127,10 @@ def _import_error(dist: str) -> str | None:
 def probe(wanted: Iterable[str] = ()) -> dict[str, Any]:
     """What the workstation needs to know before sending anything."""
     import edgecnn
+    from edgecnn.bench import cpu_model  # the name bench itself reports
 
     return {
-        "machine": platform.machine(), "system": platform.system(), "cpu": cpu_name(),
+        "machine": platform.machine(), "system": platform.system(), "cpu": cpu_model(),
         "cores": os.cpu_count(), "python": platform.python_version(), "edgecnn": edgecnn.__version__,
         "hostname": socket.gethostname(), "user": getpass.getuser(), "emulated": emulation(),
         "home": str(Path.home()), "runtimes": runtime_report(wanted),
