@@ -59,6 +59,12 @@ class ExportRequest:
     # TFLite int8: "full-integer" (int8 compute, fastest on ai-edge-litert) or "weight-only"
     # (int8 weights, float compute: the one int8 file tflite-runtime 2.14 runs at full speed).
     tflite_int8_scheme: str = "full-integer"
+    # INT8 held to verify's gate at export: when it misses, the most sensitive layers are kept in float
+    # (edgecnn.quantize), within search_budget seconds. None: verify's int8 default.
+    fallback: bool = True
+    search_budget: float = 600.0
+    max_drop: float | None = None
+    min_agreement: float | None = None
 
 
 @dataclass
@@ -106,6 +112,23 @@ class BuildContext:
     @property
     def input_record(self) -> dict:
         return {"shape": list(self.preprocess.input_shape), "layout": "NCHW", "dtype": "float32"}
+
+    def search_int8(self, plan, recipes):
+        """Choose the INT8 recipe and the layers kept in float by measurement on the golden set
+        (edgecnn.quantize.search_int8); the decision is noted in the warnings when it changes the result."""
+        from edgecnn.quantize import Gate, SearchRequest, search_int8
+
+        if self.request.search_budget <= 0:
+            raise BadInputError(f"--search-budget must be more than 0 seconds, got {self.request.search_budget:g}")
+        gate = Gate.for_int8(max_drop=self.request.max_drop, min_agreement=self.request.min_agreement)
+        labels = self.data.golden_labels if self.data.labels_meaningful else None
+        request = SearchRequest(gate=gate, inputs=self.data.golden_inputs, reference=self.reference, labels=labels,
+                                input_shape=tuple(self.preprocess.input_shape), budget_s=self.request.search_budget,
+                                fallback=self.request.fallback and self.loaded.accuracy_meaningful, stage=self.stage)
+        decision = search_int8(request, plan, recipes)
+        if decision.note and self.loaded.accuracy_meaningful:
+            self.warnings.append(decision.note)
+        return decision, decision.manifest_record(gate, self.request.search_budget)
 
     def calibration_record(self) -> dict | None:
         if self.precision != "int8":

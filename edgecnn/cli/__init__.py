@@ -23,6 +23,7 @@ from edgecnn.cli import train as _train  # noqa: E402,F401
 from edgecnn.cli import eval as _eval  # noqa: E402,F401
 from edgecnn.cli import bench as _bench  # noqa: E402,F401
 from edgecnn.cli import export as _export  # noqa: E402,F401
+from edgecnn.cli import explain as _explain  # noqa: E402,F401
 from edgecnn.cli import build as _build  # noqa: E402,F401
 from edgecnn.cli import verify as _verify  # noqa: E402,F401
 from edgecnn.cli import quickstart as _quickstart  # noqa: E402,F401

@@ -61,6 +61,10 @@ def export_command(
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where downloadable data sets live."),
     seed: int = typer.Option(0, "--seed", help="Seed for the calibration and golden samples."),
     tflite_int8: str = typer.Option("full-integer", "--tflite-int8", help="TFLite int8 scheme: full-integer (int8 compute; needs ai-edge-litert for speed) or weight-only (int8 weights, float compute; fast on tflite-runtime 2.14 too)."),
+    no_fallback: bool = typer.Option(False, "--no-fallback", help="INT8: keep the plain int8 result even when it misses the gate (no layers kept in float)."),
+    search_budget: float = typer.Option(600.0, "--search-budget", help="INT8: seconds the recipe and fallback search may take (default 600)."),
+    max_drop: Optional[float] = typer.Option(None, "--max-drop", help="INT8 gate: top-1 points int8 may lose (default: verify's, 1.0)."),
+    min_agreement: Optional[float] = typer.Option(None, "--min-agreement", help="INT8 gate: fraction of golden samples whose top-1 must match the reference (default: verify's, 0.97)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the export report as JSON."),
 ) -> None:
     """Export a model for one device: ONNX, fusion, INT8, the target's format, a verified bundle."""
@@ -70,7 +74,11 @@ def export_command(
 
     from edgecnn.sources import source_name
 
+    from edgecnn.verify.thresholds import check_threshold
+
     check_output_path(json_path, option="--json")
+    check_threshold("max_drop", max_drop)
+    check_threshold("min_agreement", min_agreement)
     foreign_name = source_name(source)
     if foreign_name is None:
         _note_alias(source)
@@ -88,7 +96,8 @@ def export_command(
         calib_size=calib_size,
         calib_method=calib_method, data_root=str(data_root) if data_root else None, golden_size=golden_size,
         input_size=input_size, seed=seed, tflite_int8_scheme=tflite_int8, resize=resize, mean=mean, std=std,
-        channels=channels, classes=str(classes) if classes else None,
+        channels=channels, classes=str(classes) if classes else None, fallback=not no_fallback,
+        search_budget=search_budget, max_drop=max_drop, min_agreement=min_agreement,
     )
     stage, stop = _progress_stage()
     try:

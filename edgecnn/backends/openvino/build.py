@@ -19,6 +19,8 @@ def build(ctx: "BuildContext") -> None:
         xml = ctx.writer.path(f"openvino/model.{precision}.xml")
         if precision == "int8":
             seconds, extra = _quantize(ctx, xml)
+            if extra is None:  # no int8 mix passed and ran faster than fp32: the fp32 IR is the result
+                continue
         else:
             ctx.stage(f"converting to OpenVINO IR ({precision})")
             _, seconds = timed(lambda: export_openvino(onnx_path, xml, precision=precision))
@@ -28,17 +30,42 @@ def build(ctx: "BuildContext") -> None:
                 seconds=seconds, **extra)
 
 
-def _quantize(ctx: "BuildContext", xml) -> tuple[float, dict]:
+def _quantize(ctx: "BuildContext", xml) -> tuple[float, dict | None]:
+    """NNCF int8, held to verify's gate (edgecnn.quantize): (seconds, entry extras), None extras: no int8 kept."""
+    import shutil
+
+    from edgecnn.backends.openvino.fallback import keep_in_float, ov_layers
+    from edgecnn.quantize import Int8Plan, Recipe
     from edgecnn.backends.openvino.quantize import quantize_openvino_int8
 
     fp32_xml = ctx.writer.path("openvino/model.fp32.xml")
-    ctx.stage("quantizing to INT8 with NNCF (post-training, OpenVINO model)")
-    q, seconds = timed(lambda: quantize_openvino_int8(fp32_xml, xml, ctx.data.calibration,
-                                                      reduce_range=ctx.profile.reduce_range))
+    reduce_range = ctx.profile.reduce_range
+    found: dict = {}
+
+    def write(folder):
+        ctx.stage("quantizing to INT8 with NNCF (post-training, OpenVINO model)")
+        found["q"] = quantize_openvino_int8(fp32_xml, folder / "model.int8.xml", ctx.data.calibration,
+                                            reduce_range=reduce_range)
+        return found["q"].xml_path
+
+    settings = {"preset": "performance", "bias_correction": "full", "reduce_range": reduce_range,
+                "weight_bits": 7 if reduce_range else 8}
+    recipe = Recipe(label=f"NNCF performance preset, full bias correction, {settings['weight_bits']}-bit weights",
+                    settings=settings, build=write)
+    inputs = ctx.data.golden_inputs
+    plan = Int8Plan(runtime="openvino", fp32_path=fp32_xml, scratch=ctx.scratch / "openvino",
+                    layers=lambda full: ov_layers(full, fp32_xml, inputs), make=keep_in_float)
+    (decision, record), seconds = timed(lambda: ctx.search_int8(plan, [recipe]))
+    q = found["q"]
     ctx.calibration_details["openvino"] = {"preset": q.preset, "fake_quantize_nodes": q.fake_quantize_nodes,
-                                           "reduce_range": ctx.profile.reduce_range,
-                                           "weight_bits_note": ctx.profile.weight_bits_note}
-    return seconds, {"quantization": "NNCF post-training", "fake_quantize_nodes": q.fake_quantize_nodes}
+                                           "reduce_range": reduce_range, "weight_bits_note": ctx.profile.weight_bits_note}
+    if decision.artifact is None:
+        ctx.extra_manifest.setdefault("int8_search", {})["openvino"] = record
+        return seconds, None
+    shutil.copyfile(decision.artifact, xml)
+    shutil.copyfile(decision.artifact.with_suffix(".bin"), xml.with_suffix(".bin"))
+    return seconds, {"quantization": "NNCF post-training", "fake_quantize_nodes": q.fake_quantize_nodes,
+                     "layers_in_float": len(decision.float_layers), "int8": record}
 
 
 def quantize_file(model, out, images, *, method: str = "minmax", symmetric: bool = False) -> str:

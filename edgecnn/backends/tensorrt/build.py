@@ -32,7 +32,8 @@ def build(ctx: "BuildContext") -> None:
     parts, seconds = timed(lambda: prepare_tensorrt_bundle(
         ctx.writer.root, fp32_path, ctx.profile, input_spec={**ctx.input_record, "batch": ctx.batch_record},
         model_name=ctx.loaded.name, precision=ctx.precision, calibration_batches=ctx.data.calibration,
-        method=ctx.request.calib_method, bundle_name=ctx.request.out.name))
+        method=ctx.request.calib_method, bundle_name=ctx.request.out.name,
+        refine=(lambda qdq: _keep_sensitive_layers_float(ctx, fp32_path, qdq)) if ctx.precision == "int8" else None))
     for entry in parts.artifacts:
         ctx.add([ctx.writer.root / entry.path], format=entry.format, runtime=entry.runtime,
                 precision=entry.precision, seconds=seconds, **entry.extra)
@@ -41,6 +42,35 @@ def build(ctx: "BuildContext") -> None:
         _build_engines_here(ctx, parts)
     else:
         ctx.next_steps.extend(parts.messages)
+
+
+def _keep_sensitive_layers_float(ctx: "BuildContext", fp32_path: Path, qdq_path: Path) -> dict:
+    """Hold the Q/DQ graph to verify's gate (checked in ONNX Runtime, as its parity is); when it misses,
+    remove the Q/DQ pairs of the most sensitive layers, which TensorRT then builds in fp16/fp32."""
+    import shutil
+
+    from edgecnn.backends.onnxruntime.build import int8_plan
+    from edgecnn.backends.tensorrt.qdq_check import check_tensorrt_qdq
+    from edgecnn.errors import CheckFailedError
+    from edgecnn.quantize import Recipe
+
+    def written(folder: Path) -> Path:
+        return Path(shutil.copyfile(qdq_path, folder / qdq_path.name))
+
+    plan = int8_plan(ctx, fp32_path, runtime=ONNX_RUNTIME.name)
+    # ONNX Runtime's speed on a symmetric Q/DQ graph says nothing about TensorRT's: candidates are not timed.
+    plan.timed = False
+    recipe = Recipe(label=f"symmetric Q/DQ, {ctx.request.calib_method}, per-channel weights",
+                    settings={"method": ctx.request.calib_method, "symmetric": True, "per_channel": True}, build=written)
+    decision, record = ctx.search_int8(plan, [recipe])
+    record["note"] = (record.get("note") or "") + ("latency not compared with fp32 here: TensorRT is not on this "
+                                                   "host; bench the engines on the device")
+    if decision.float_layers:
+        shutil.copyfile(decision.artifact, qdq_path)
+        problems = check_tensorrt_qdq(qdq_path)
+        if problems:
+            raise CheckFailedError(f"the Q/DQ model with layers in float breaks a TensorRT rule: {problems[0]}")
+    return {"layers_in_float": len(decision.float_layers), "int8": record}
 
 
 def _build_engines_here(ctx: "BuildContext", parts: TensorRTBundleParts) -> None:

@@ -12,7 +12,7 @@ import shlex
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -147,7 +147,8 @@ class _Graphs:
 
 
 def _write_graphs(root: Path, fp32_onnx: Path, precisions: list[str], *, input_spec: dict,
-                  calibration_batches: np.ndarray | None, method: str, progress: "Progress | None") -> _Graphs:
+                  calibration_batches: np.ndarray | None, method: str, progress: "Progress | None",
+                  refine: "Callable[[Path], dict] | None" = None) -> _Graphs:
     """The fp16 graph (for TensorRT 11) when fp16 is planned, the Q/DQ model when int8 is."""
     from edgecnn.bundle import artifact_entry
 
@@ -163,11 +164,14 @@ def _write_graphs(root: Path, fp32_onnx: Path, precisions: list[str], *, input_s
             raise BadInputError("an int8 TensorRT bundle needs calibration images: pass --calib-data SPEC")
         quant = quantize_qdq_int8(fp32_onnx, fp32_onnx.with_name(stem + QDQ_SUFFIX), calibration_batches,
                                   method=method, progress=progress)
+        # `refine` may keep the most sensitive layers in float (their Q/DQ pairs removed) in place.
+        refined = refine(quant.path) if refine is not None else {}
         artifacts.append(artifact_entry(root, [quant.path], format=ONNX_RUNTIME.format, runtime=ONNX_RUNTIME.name,
                                         precision="int8",
                                         input=input_spec, quantization={**quant.to_dict(), "path": quant.path.name,
                                                                         "source": quant.source.name,
-                                                                        "scheme": "tensorrt-qdq-symmetric"}))
+                                                                        "scheme": "tensorrt-qdq-symmetric"},
+                                        **refined))
     return _Graphs(artifacts=artifacts, quantization=quant)
 
 
@@ -175,7 +179,8 @@ def prepare_tensorrt_bundle(bundle_root: str | os.PathLike, fp32_onnx: str | os.
                             profile: "DeviceProfile", *, input_spec: dict, model_name: str,
                             precision: str | None = None, calibration_batches: np.ndarray | None = None,
                             method: str = "minmax", bundle_name: str | None = None,
-                            progress: "Progress | None" = None) -> TensorRTBundleParts:
+                            progress: "Progress | None" = None,
+                            refine: "Callable[[Path], dict] | None" = None) -> TensorRTBundleParts:
     """Add the TensorRT parts to a bundle under construction (host side, no TensorRT needed).
 
     `fp32_onnx` is the exported fp32 model already inside `bundle_root`; `input_spec` is the
@@ -188,7 +193,7 @@ def prepare_tensorrt_bundle(bundle_root: str | os.PathLike, fp32_onnx: str | os.
     precision = profile.check_precision(precision or profile.default_precision)
     precisions = [precision] + (["fp16"] if precision == "int8" and "fp16" in profile.precisions else [])
     graphs = _write_graphs(root, fp32_onnx, precisions, input_spec=input_spec,
-                           calibration_batches=calibration_batches, method=method, progress=progress)
+                           calibration_batches=calibration_batches, method=method, progress=progress, refine=refine)
     fp32_entry = {"path": fp32_onnx.relative_to(root).as_posix(), "format": ONNX_RUNTIME.format, "precision": "fp32",
                   "input": input_spec}
     stem = fp32_onnx.name.removesuffix(".onnx").removesuffix(".fp32")

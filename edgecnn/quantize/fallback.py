@@ -1,0 +1,235 @@
+"""INT8 for one artifact, decided by measurement: recipe choice, sensitivity, fallback of layers to float.
+
+A backend hands `search_int8` what only it knows (`Int8Plan`: how to write a candidate with some layers
+in float, the quantized layers and their SQNR, its runtime); this module scores every candidate on the
+golden set through the backend's Runner (the code that runs it on the device), times it on the host,
+and decides: full int8 passes; or the fewest most-sensitive layers in float pass and run faster than
+fp32; or no int8 is kept (slower than fp32: with a note; nothing passes within the budget: exit 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgecnn.errors import CheckFailedError
+from edgecnn.quantize.gate import Gate, Score, score
+from edgecnn.quantize.search import Budget, Layer, SearchOutcome, Trial, rank_layers, search_fallback
+
+DEFAULT_SEARCH_BUDGET_S = 600.0
+RANKING_SAMPLES = 64  # golden samples each single-layer sensitivity measurement runs
+TOP_LAYERS = 10  # layers the export report and the manifest's sensitivity table show
+_TIMING_S = 1.0  # seconds of timed batch-1 runs per candidate (after 5 warm-up runs)
+Stage = Callable[[str], None]
+
+
+@dataclass
+class SearchRequest:
+    """What the search is held to and measured on."""
+
+    gate: Gate
+    inputs: np.ndarray  # the golden set
+    reference: np.ndarray  # its reference logits
+    labels: np.ndarray | None
+    input_shape: tuple[int, ...]
+    budget_s: float = DEFAULT_SEARCH_BUDGET_S
+    fallback: bool = True
+    stage: Stage = field(default=lambda message: None)
+
+
+@dataclass
+class Int8Plan:
+    """What a backend knows: its runtime, its candidates' files, its quantized layers."""
+
+    runtime: str
+    fp32_path: Path
+    layers: Callable[[Path], list[Layer]]  # the quantized layers of a full-int8 file, SQNR filled where known
+    make: Callable[[Path, tuple[str, ...], Path], Path]  # (full int8 file, nodes kept float, out) -> file
+    scratch: Path
+    timed: bool = True  # False where the host runtime says nothing about the device's speed (TensorRT)
+    untimed_note: str = ""
+
+
+@dataclass
+class Recipe:
+    """One way to quantize: its label, what it sets, and how to write its full-int8 file."""
+
+    label: str
+    settings: dict[str, Any]
+    build: Callable[[Path], Path]  # out path -> file written
+
+
+@dataclass
+class Int8Decision:
+    """What export keeps: `artifact` (None: no int8 artifact), the recipe, the layers in float, the trace."""
+
+    status: str  # int8 | fallback | slower | unchecked (fallback off and int8 misses the gate)
+    artifact: Path | None
+    recipe: dict
+    float_layers: list[dict]
+    trace: list[dict]
+    sensitivity: list[dict]
+    fp32_p50_ms: float | None
+    full_int8_p50_ms: float | None
+    seconds: float
+    note: str = ""
+
+    def manifest_record(self, gate: Gate, budget_s: float) -> dict[str, Any]:
+        return {"status": self.status, "recipe": self.recipe, "gate": gate.to_dict(),
+                "layers_in_float": self.float_layers, "search_budget_s": budget_s,
+                "search_s": round(self.seconds, 2), "fp32_p50_ms": _ms(self.fp32_p50_ms),
+                "full_int8_p50_ms": _ms(self.full_int8_p50_ms), "trace": self.trace,
+                "sensitivity": self.sensitivity, "note": self.note}
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+class _Measure:
+    """Scores and times candidate files through the backend's Runner."""
+
+    def __init__(self, request: SearchRequest, plan: Int8Plan):
+        self.request, self.plan = request, plan
+        self.options = {"input_shape": list(request.input_shape), "precision": "int8"}
+
+    def logits(self, path: Path, inputs: np.ndarray) -> np.ndarray:
+        from edgecnn.inference import run_logits
+
+        logits, _ = run_logits(self.plan.runtime, path, inputs, threads=None, batch=32, options=self.options)
+        return logits
+
+    def score(self, path: Path, samples: int | None = None) -> Score:
+        request = self.request
+        n = samples or len(request.inputs)
+        labels = None if request.labels is None else request.labels[:n]
+        return score(request.gate, request.reference[:n], self.logits(path, request.inputs[:n]), labels)
+
+    def p50_ms(self, path: Path, precision: str = "int8") -> float | None:
+        """Median batch-1 latency on this host (perf_counter_ns, 5 warm-up runs, >= 1 s timed)."""
+        if not self.plan.timed:
+            return None
+        from edgecnn.bench.measure import time_invokes
+        from edgecnn.inference import load_runner
+
+        runner, batch = load_runner(self.plan.runtime, path, threads=None, batch=1,
+                                    options={**self.options, "precision": precision})
+        try:
+            sample = np.ascontiguousarray(np.repeat(self.request.inputs[:1], batch, axis=0), dtype=np.float32)
+            for _ in range(5):
+                runner.run(sample)
+            samples = time_invokes(lambda: runner.run(sample), iters=None, min_time_ns=int(_TIMING_S * 1e9),
+                                   min_iters=10)
+        finally:
+            runner.close()
+        return float(np.median(samples)) / 1e6 / batch
+
+    def trial(self, label: str, path: Path, floats: tuple[str, ...], recipe: dict) -> Trial:
+        import time
+
+        started = time.perf_counter()
+        result = self.score(path)
+        return Trial(label=label, float_layers=floats, score=result, p50_ms=self.p50_ms(path),
+                     seconds=time.perf_counter() - started, recipe=recipe, artifact=path)
+
+
+@dataclass
+class _Run:
+    """One search's shared state: the request, the full-int8 trial, layer names, fp32 latency, budget."""
+
+    request: SearchRequest
+    full: Trial
+    names: dict[str, str]
+    fp32_p50: float | None
+    budget: Budget
+
+
+def search_int8(request: SearchRequest, plan: Int8Plan, recipes: list[Recipe]) -> Int8Decision:
+    """Choose the recipe, then (when int8 misses the gate) the fewest layers to keep in float."""
+    budget = Budget(request.budget_s)
+    measure = _Measure(request, plan)
+    fp32_p50 = measure.p50_ms(plan.fp32_path, "fp32")
+    recipe_trials = _try_recipes(request, measure, recipes, budget)
+    full = max(recipe_trials, key=lambda t: (t.score.passed, t.score.agreement))
+    layers = plan.layers(full.artifact)
+    run = _Run(request, full, {layer.node: layer.user_name for layer in layers}, fp32_p50, budget)
+    if full.score.passed or not request.fallback or not layers:
+        status = "int8" if full.score.passed else "unchecked"
+        return _decision(run, status, recipe_trials, layers, full)
+    request.stage(f"INT8 misses the gate ({request.gate.words()}): agreement {full.score.agreement:.2%}; "
+                  f"ranking {len(layers)} layers by sensitivity")
+    subset = min(RANKING_SAMPLES, len(request.inputs))
+    base = measure.score(full.artifact, subset)
+
+    def single(nodes: tuple[str, ...]) -> Score:
+        path = plan.make(full.artifact, nodes, _candidate_path(plan, full.artifact, "one"))
+        return measure.score(path, subset)
+
+    ranking = rank_layers(layers, base, single, budget=budget, stage=request.stage)
+    counter = iter(range(1, 10_000))
+
+    def try_mix(nodes: tuple[str, ...]) -> Trial:
+        path = plan.make(full.artifact, nodes, _candidate_path(plan, full.artifact, f"mix{next(counter)}"))
+        return measure.trial(f"{len(nodes)} layer(s) in float", path, nodes, full.recipe)
+
+    outcome = search_fallback(ranking, full, try_mix, budget=budget, fp32_p50_ms=fp32_p50, stage=request.stage)
+    trace = recipe_trials[:-1] + outcome.trace if len(recipe_trials) > 1 else outcome.trace
+    return _finish(run, outcome, trace, ranking)
+
+
+def _candidate_path(plan: Int8Plan, full: Path, tag: str) -> Path:
+    folder = plan.scratch / "int8-candidates"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{tag}{''.join(full.suffixes) or full.suffix}"
+
+
+def _try_recipes(request: SearchRequest, measure: _Measure, recipes: list[Recipe], budget: Budget) -> list[Trial]:
+    """Each recipe in order until one passes (the first always runs; the rest while the budget lasts)."""
+    trials: list[Trial] = []
+    for index, recipe in enumerate(recipes):
+        if index and budget.left() < budget.seconds / 2:
+            break
+        request.stage(f"INT8 recipe {index + 1}/{len(recipes)}: {recipe.label}")
+        folder = measure.plan.scratch / "int8-recipes" / f"r{index}"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = recipe.build(folder)
+        trials.append(measure.trial(f"recipe: {recipe.label}", path, (), {"label": recipe.label, **recipe.settings}))
+        if trials[-1].score.passed:
+            break
+    return trials
+
+
+def _finish(run: _Run, outcome: SearchOutcome, trace: list[Trial], ranking: list[Layer]) -> Int8Decision:
+    request, names, fp32_p50 = run.request, run.names, run.fp32_p50
+    if outcome.status == "failed":
+        best = outcome.best
+        tried = ", ".join(names.get(n, n) for n in best.float_layers[:8]) or "none"
+        raise CheckFailedError(
+            f"int8 misses the gate ({request.gate.words()}) and no mix of layers in float passed within the "
+            f"{request.budget_s:g} s search budget: best agreement {best.score.agreement:.2%} with "
+            f"{len(best.float_layers)} layer(s) in float ({tried}), {outcome.layers_tried} layers tried; nothing "
+            "kept. Raise --search-budget, loosen --min-agreement/--max-drop, or export fp32")
+    if outcome.status == "slower":
+        chosen = outcome.best
+        note = (f"int8 with {len(chosen.float_layers)} layer(s) in float passes the gate but runs slower than fp32 "
+                f"on this host (p50 {chosen.p50_ms:.2f} ms vs {fp32_p50:.2f} ms): no int8 artifact kept, use fp32")
+        return _decision(run, "slower", trace, ranking, chosen, note=note, artifact=None)
+    return _decision(run, "fallback", trace, ranking, outcome.chosen)
+
+
+def _decision(run: _Run, status: str, trace: list[Trial], layers: list[Layer], chosen: Trial, *, note: str = "",
+              artifact: Path | None | str = "chosen") -> Int8Decision:
+    full, names = run.full, run.names
+    ranked = sorted(layers, key=lambda x: (x.gain is None, -(x.gain or 0.0), x.sqnr_db if x.sqnr_db is not None else 1e9))
+    floats = [{"user_name": names.get(n, n), "node": n} for n in chosen.float_layers]
+    if status == "unchecked":
+        note = (f"int8 misses the gate (agreement {full.score.agreement:.2%}); with the fallback off it is kept "
+                "as it is and verify will fail it")
+    return Int8Decision(status=status, artifact=chosen.artifact if artifact == "chosen" else artifact,
+                        recipe=dict(full.recipe), float_layers=floats,
+                        trace=[t.to_dict(names) for t in trace], sensitivity=[x.to_dict() for x in ranked[:TOP_LAYERS]],
+                        fp32_p50_ms=run.fp32_p50, full_int8_p50_ms=full.p50_ms, seconds=run.budget.spent(),
+                        note=note)

@@ -1,0 +1,165 @@
+"""Sensitivity ranking and the fallback search: the fewest layers in float that make INT8 pass its gate.
+
+The loop is NNCF's accuracy-control idea, bounded: rank the quantized layers by how much the logits
+improve when only that layer runs in float (measured, not guessed; SQNR orders the measuring so the
+likely culprits come first), then keep the top 1, 2, 3, ... in float until a candidate passes verify's
+gate, and bisect between the last failing and the first passing count. Every candidate is timed on the
+host runtime; a passing mix slower than fp32 is never chosen. All of it within one time budget.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from edgecnn.quantize.gate import Score
+
+Stage = Callable[[str], None]
+
+
+class Budget:
+    """Seconds the whole INT8 search may take, counted from creation."""
+
+    def __init__(self, seconds: float):
+        self.seconds = float(seconds)
+        self.started = time.perf_counter()
+
+    def spent(self) -> float:
+        return time.perf_counter() - self.started
+
+    def left(self) -> float:
+        return self.seconds - self.spent()
+
+    def exhausted(self) -> bool:
+        return self.left() <= 0
+
+
+@dataclass
+class Layer:
+    """One quantized layer and what it costs (sqnr_db of its int8 output vs fp32; gain when kept float)."""
+
+    node: str
+    op: str
+    user_name: str
+    sqnr_db: float | None = None
+    gain: float | None = None  # fraction of the logit error (MSE) that goes away when only this layer is float
+    agreement_float: float | None = None  # agreement with the reference when only this layer is float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"user_name": self.user_name, "node": self.node, "op": self.op,
+                "sqnr_db": None if self.sqnr_db is None else round(self.sqnr_db, 2),
+                "gain": None if self.gain is None else round(self.gain, 4),
+                "agreement_float": None if self.agreement_float is None else round(self.agreement_float, 6)}
+
+
+@dataclass
+class Trial:
+    """One candidate artifact: its recipe, the layers it keeps in float, how it scored and how fast it ran."""
+
+    label: str
+    float_layers: tuple[str, ...]
+    score: Score
+    p50_ms: float | None
+    seconds: float
+    recipe: dict = field(default_factory=dict)
+    artifact: Path | None = None  # where the candidate file is (scratch); not recorded
+
+    def to_dict(self, names: dict[str, str] | None = None) -> dict[str, Any]:
+        names = names or {}
+        return {"candidate": self.label, "layers_in_float": len(self.float_layers),
+                "float_layers": [names.get(n, n) for n in self.float_layers], **self.score.to_dict(),
+                "p50_ms": None if self.p50_ms is None else round(self.p50_ms, 3),
+                "seconds": round(self.seconds, 2), "recipe": self.recipe}
+
+
+def rank_layers(layers: list[Layer], base: Score, measure: Callable[[tuple[str, ...]], Score], *,
+                budget: Budget, share: float = 0.5, stage: Stage | None = None) -> list[Layer]:
+    """Measure each layer's gain when only it is float (lowest SQNR first) within `share` of the budget.
+
+    Returns the layers most sensitive first: measured ones by gain, then unmeasured ones by SQNR.
+    """
+    stop_at = budget.spent() + max(budget.left(), 0) * share
+    order = sorted(layers, key=lambda layer: (layer.sqnr_db is None, layer.sqnr_db or 0.0))
+    for done, layer in enumerate(order, 1):
+        if budget.spent() >= stop_at:
+            break
+        result = measure((layer.node,))
+        layer.gain = (base.logit_mse - result.logit_mse) / base.logit_mse if base.logit_mse > 0 else 0.0
+        layer.agreement_float = result.agreement
+        if stage is not None:
+            stage(f"INT8 sensitivity: {done}/{len(order)} layers measured in float "
+                  f"({budget.left():.0f} s of the search budget left)")
+    measured = sorted((x for x in order if x.gain is not None), key=lambda x: -x.gain)
+    rest = [x for x in order if x.gain is None]
+    return measured + rest
+
+
+def _counts(limit: int) -> list[int]:
+    """How many top-ranked layers each step keeps in float: 1..6 one by one, then growing by ~1/3."""
+    counts, k = [], 1
+    while k <= limit:
+        counts.append(k)
+        k = k + 1 if k < 6 else max(k + 1, round(k * 4 / 3))
+    if limit and counts[-1] != limit:
+        counts.append(limit)
+    return counts
+
+
+@dataclass
+class SearchOutcome:
+    """Where the fallback search ended: 'passed', 'slower' (passes, but slower than fp32) or 'failed'."""
+
+    status: str
+    chosen: Trial | None
+    trace: list[Trial]
+    best: Trial
+
+    @property
+    def layers_tried(self) -> int:
+        return max((len(t.float_layers) for t in self.trace), default=0)
+
+
+def search_fallback(ranking: list[Layer], full: Trial, try_mix: Callable[[tuple[str, ...]], Trial], *,
+                    budget: Budget, fp32_p50_ms: float | None, stage: Stage | None = None,
+                    max_layers: int | None = None) -> SearchOutcome:
+    """Keep the top-k ranked layers in float for growing k until a candidate passes (then bisect down)."""
+    nodes = tuple(layer.node for layer in ranking)[: max_layers or len(ranking)]
+    trace, failed_at, passing = [full], 0, None
+    counts = _counts(len(nodes))
+    for k in counts:
+        if budget.exhausted():
+            break
+        trial = try_mix(nodes[:k])
+        trace.append(trial)
+        _report(stage, trace, budget, k, len(nodes))
+        if trial.score.passed:
+            passing = trial
+            break
+        failed_at = k
+    while passing is not None and len(passing.float_layers) - failed_at > 1 and not budget.exhausted():
+        k = (failed_at + len(passing.float_layers)) // 2
+        trial = try_mix(nodes[:k])
+        trace.append(trial)
+        _report(stage, trace, budget, k, len(nodes))
+        if trial.score.passed:
+            passing = trial
+        else:
+            failed_at = k
+    best = max(trace, key=lambda t: (t.score.passed, t.score.agreement))
+    if passing is None:
+        return SearchOutcome("failed", None, trace, best)
+    if fp32_p50_ms is not None and passing.p50_ms is not None and passing.p50_ms >= fp32_p50_ms:
+        return SearchOutcome("slower", None, trace, passing)
+    return SearchOutcome("passed", passing, trace, passing)
+
+
+def _report(stage: Stage | None, trace: list[Trial], budget: Budget, k: int, total: int) -> None:
+    if stage is None:
+        return
+    best = max(t.score.agreement for t in trace)
+    width = 20
+    filled = round(width * min(budget.spent() / budget.seconds, 1.0)) if budget.seconds > 0 else width
+    stage(f"INT8 fallback {'█' * filled}{'░' * (width - filled)} {k}/{total} layers in float, "
+          f"{len(trace) - 1} mixes tried, best agreement {best:.2%}, {max(budget.left(), 0):.0f} s left")
