@@ -70,7 +70,8 @@ def explain_artifact(bundle, entry, *, budget_s: float = 120.0, stage=None) -> E
         stage(f"measuring the SQNR of every quantized layer of {entry.path}")
     layers, make = explainer(int8_path, bundle.artifact_path(fp32), inputs)
     recorded = {x.get("node"): x for x in ((entry.extra.get("int8") or {}).get("sensitivity") or [])}
-    method = "SQNR measured now; gain when float recorded at export"
+    method = ("SQNR measured now; gain when float as export recorded it" if recorded else
+              "SQNR measured now; no gain when float: this runtime's candidates need the PyTorch model (export time)")
     if make is not None and layers:
         method = f"SQNR and gain when float measured now on {min(RANKING_SAMPLES, len(inputs))} golden samples"
         with tempfile.TemporaryDirectory(prefix="edgecnn-explain-") as scratch:

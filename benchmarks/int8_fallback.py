@@ -1,0 +1,104 @@
+"""INT8 that holds on real models: EfficientNet-Lite1/Lite2 exported at int8 with defaults to every CPU target
+(and jetson's Q/DQ ONNX), calibrated and checked on disjoint halves of the ImageNet sample.
+
+Split: the sample's class folders in sorted order, even positions calibrate (150 photos), odd positions
+form the golden set (150 other photos, other classes); nothing is shared. Per target it prints the
+recipe export chose, the layers kept in float, top-1, drop and agreement with PyTorch fp32 on the golden
+set (from the export's own parity check, the same numbers verify computes from the bundle), p50 latency
+at batch 1 of the int8 artifact with fallback, of full int8 (the search's own timing: 5 warm-up runs,
+>= 1 s of perf_counter_ns-timed runs, median) and of fp32 (edgecnn bench: each artifact in its own
+process, 10 warm-up runs, >= 3 s timed), and how long the INT8 search took.
+
+    python benchmarks/int8_fallback.py --photos ../shared/imagenet-sample --synsets ../shared/imagenet-synsets.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = {"lite1": 240, "lite2": 260}
+TARGETS = ("onnx", "x86", "arm", "jetson")
+
+
+def split(photos: Path, work: Path) -> tuple[Path, Path]:
+    """Even-positioned class folders calibrate, odd-positioned ones are the golden set (symlinks)."""
+    calib, golden = work / "calib", work / "golden"
+    for index, folder in enumerate(sorted(p for p in photos.iterdir() if p.is_dir())):
+        side = calib if index % 2 == 0 else golden
+        side.mkdir(parents=True, exist_ok=True)
+        (side / folder.name).symlink_to(folder.resolve())
+    return calib, golden
+
+
+def edgecnn(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgecnn", *args], capture_output=True, text=True)
+
+
+def export(model: str, target: str, out: Path, calib: Path, golden: Path, synsets: str) -> dict:
+    size = MODELS[model]
+    done = edgecnn("export", f"{ROOT / 'examples' / 'efficientnet_lite.py'}:{model}", "--input-size", str(size),
+                   "--mean", "0.498,0.498,0.498", "--std", "0.502,0.502,0.502", "--classes", synsets,
+                   "--calib-data", f"imagefolder:{calib}", "--golden-data", f"imagefolder:{golden}",
+                   "--calib-size", "150", "--golden-size", "150", "--target", target, "--precision", "int8",
+                   "--out", str(out), "--force", "--json", str(out) + ".json")
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
+    return json.loads(Path(str(out) + ".json").read_text())
+
+
+def bench_p50(bundle: Path) -> dict[str, float]:
+    out = bundle.with_name(bundle.name + ".bench.json")
+    done = edgecnn("bench", str(bundle), "--batch", "1", "--json", str(out))
+    if done.returncode != 0:
+        return {}
+    return {row["precision"]: row["latency_ms"]["p50"] for row in json.loads(out.read_text())["artifacts"]
+            if row.get("precision") in ("fp32", "int8")}
+
+
+def row_for(model: str, target: str, report: dict, p50: dict) -> dict:
+    manifest = json.loads((Path(report["bundle"]) / "manifest.json").read_text())
+    int8 = next((a for a in manifest["artifacts"] if a["precision"] == "int8"), None)
+    # An int8 artifact records its search; a search that kept no int8 (slower than fp32) is in int8_search.
+    record = (int8 or {}).get("int8") or next(iter((manifest.get("int8_search") or {}).values()), {})
+    parity = (int8 or {}).get("parity") or {}
+    return {"model": model, "target": target, "recipe": (record.get("recipe") or {}).get("label") or (int8 or {}).get("quantization"),
+            "layers_in_float": [f["user_name"] for f in record.get("layers_in_float") or []],
+            "status": record.get("status", "int8" if int8 else "no int8"),
+            "top1": parity.get("top1"), "drop": parity.get("drop"), "agreement": parity.get("top1_agreement"),
+            "p50_int8_ms": p50.get("int8"), "p50_full_int8_ms": record.get("full_int8_p50_ms"),
+            "p50_fp32_ms": p50.get("fp32"), "search_s": record.get("search_s")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", default=str(ROOT.parent / "shared" / "imagenet-sample"))
+    parser.add_argument("--synsets", default=str(ROOT.parent / "shared" / "imagenet-synsets.txt"))
+    parser.add_argument("--models", default="lite1,lite2")
+    parser.add_argument("--targets", default=",".join(TARGETS))
+    parser.add_argument("--work", default=None, help="Keep the bundles here (default: a temporary folder).")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    work = Path(args.work or tempfile.mkdtemp(prefix="edgecnn-int8-fallback-"))
+    work.mkdir(parents=True, exist_ok=True)
+    calib, golden = (work / "calib", work / "golden") if (work / "calib").is_dir() else split(Path(args.photos), work)
+    rows = []
+    for model in args.models.split(","):
+        for target in args.targets.split(","):
+            out = work / f"{model}-{target}"
+            report = export(model, target, out, calib, golden, args.synsets)
+            row = ({"model": model, "target": target, "error": report["error"]} if "error" in report
+                   else row_for(model, target, report, bench_p50(out)))
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
