@@ -22,6 +22,7 @@ import itertools
 import json
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -95,13 +96,22 @@ def native_grid(bundle: Path, row: dict, *, cores: int, seconds: float) -> dict:
             grid.append({"hint": hint, "threads": threads, "streams": streams, "pinning": pinning,
                          "median_ms": median, "passes_gate": gates[hint]["passed"]})
     chosen = row["settings"] or {}
-    tuned = benchmark_app_median(xml, shape, hint=chosen.get("inference_precision", "f32"),
-                                 threads=chosen.get("threads", cores), streams=chosen.get("num_streams", 1),
-                                 pinning=chosen.get("cpu_pinning", True), seconds=seconds)
+    tuned_setting = {"hint": chosen.get("inference_precision", "f32"), "threads": chosen.get("threads", cores),
+                     "streams": chosen.get("num_streams", 1), "pinning": chosen.get("cpu_pinning", True)}
     passing = [g for g in grid if g["passes_gate"] and g["median_ms"] is not None]
     best = min(passing, key=lambda g: g["median_ms"]) if passing else None
-    return {"gates": gates, "grid": grid, "best_passing": best, "benchmark_app_at_tuned_ms": tuned,
-            "tuned_over_best": (tuned / best["median_ms"]) if best and tuned else None}
+    # The grid's minimum is the luckiest of many noisy runs: time it and tune's choice again, alternating,
+    # and compare the medians of those rounds (back to back, same tool).
+    rounds = {"best": [], "tuned": []}
+    for _ in range(3 if best else 0):
+        for name, setting in (("best", best), ("tuned", tuned_setting)):
+            rounds[name].append(benchmark_app_median(xml, shape, hint=setting["hint"], threads=setting["threads"],
+                                                     streams=setting["streams"], pinning=setting["pinning"],
+                                                     seconds=seconds))
+    medians = {k: (statistics.median(v) if v and None not in v else None) for k, v in rounds.items()}
+    return {"gates": gates, "grid": grid, "best_passing": best, "tuned_setting": tuned_setting, "rounds": rounds,
+            "benchmark_app_at_tuned_ms": medians["tuned"], "benchmark_app_at_best_ms": medians["best"],
+            "tuned_over_best": (medians["tuned"] / medians["best"]) if medians["best"] and medians["tuned"] else None}
 
 
 def main() -> int:
@@ -127,7 +137,7 @@ def main() -> int:
             results.append(entry)
         args.json.write_text(json.dumps({"device": report["device"], "rows": results}, indent=2))
     print("| bundle | artifact | computes | default p50 | tuned p50 | speed-up | settings | agreement | "
-          "benchmark_app best passing | benchmark_app at tuned | tuned/best |")
+          "benchmark_app grid's best passing | re-timed: best / tuned | tuned/best |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         native = r.get("native") or {}
@@ -137,7 +147,8 @@ def main() -> int:
               f"{_x(r['speedup'])} | {settings} | {_pct(r['agreement'])} | "
               f"{_ms(best.get('median_ms'))} ({best.get('hint', '-')}, {best.get('threads', '-')}t, "
               f"{best.get('streams', '-')}s, pin {best.get('pinning', '-')}) | "
-              f"{_ms(native.get('benchmark_app_at_tuned_ms'))} | {_x(native.get('tuned_over_best'))} |")
+              f"{_ms(native.get('benchmark_app_at_best_ms'))} / {_ms(native.get('benchmark_app_at_tuned_ms'))} | "
+              f"{_x(native.get('tuned_over_best'))} |")
     print(f"wrote {args.json}")
     return 0
 

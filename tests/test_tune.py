@@ -210,7 +210,7 @@ def test_a_candidate_made_to_fail_is_never_chosen(tmp_path, monkeypatch):
 def test_the_budget_stops_the_sweep(tmp_path, cli):
     bundle = _bundle(tmp_path / "bundle")
     out = tmp_path / "tune.json"
-    result = cli("tune", str(bundle), "--budget", "0.5", *FAST, "--json", str(out))
+    result = cli("tune", str(bundle), "--budget", "0.3", *FAST, "--json", str(out))
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["stopped_by_budget"] is True

@@ -46,7 +46,8 @@ def tune(path: str | Path, settings: TuneSettings | None = None, *, on_candidate
     skipped: list[dict[str, str]] = []
     for index, target in enumerate(targets):
         remaining = settings.budget_s - (time.monotonic() - started)
-        if results and remaining <= 0:
+        spent = [c.seconds for r in results for c in r.candidates]
+        if results and remaining < sum(spent) / len(spent):  # not even its defaults would fit
             skipped.append({"name": target.name, "reason": "the budget was spent before this artifact"})
             continue
         # Each artifact may use its share of what is left (an early finish leaves more to the rest).

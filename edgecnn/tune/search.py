@@ -2,7 +2,8 @@
 
 Knobs come from the artifact's backend (`edgecnn/backends/<name>/tuning.py`): each axis is a list of
 partial settings, the runner's default first. From the runner's defaults, every axis in turn tries its values with the other knobs
-held at the fastest passing setting found so far; a candidate that fails the gate is never chosen.
+held at the fastest passing setting found so far (within 3 %, the one changing fewest knobs: timing
+noise must not pick knobs); a candidate that fails the gate is never chosen.
 At the end the default and the winner are timed again back to back, and the winner is kept only when
 it is still faster (on a shared machine one lucky measurement must not choose a setting).
 """
@@ -58,9 +59,19 @@ def planned_count(axes: list[list[dict]]) -> int:
     return 1 + sum(len(values) - 1 for values in axes) + 2
 
 
+# Candidates within this fraction of the fastest p50 are a tie (timing noise on a shared machine): the
+# one closest to the defaults (fewest knobs changed) wins it.
+TIE_MARGIN = 0.03
+
+
 def fastest_passing(candidates: list[Candidate]) -> Candidate | None:
-    passing = [c for c in candidates if c.passed and c.p50 is not None]
-    return min(passing, key=lambda c: c.p50) if passing else None
+    """The fastest candidate that passed the gate; of those within TIE_MARGIN of it, the one changing fewest knobs."""
+    passing = [c for c in candidates if c.passed and c.p50 is not None and c.role in ("default", "sweep")]
+    if not passing:
+        return None
+    fastest = min(c.p50 for c in passing)
+    ties = [c for c in passing if c.p50 <= fastest * (1 + TIE_MARGIN)]
+    return min(ties, key=lambda c: (len(c.settings), c.p50))
 
 
 def search(target: BenchTarget, gate: Gate, settings: TuneSettings, *, deadline: float, default_threads: int,
