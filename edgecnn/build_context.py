@@ -225,7 +225,8 @@ class BuildContext:
                                export_seconds=round(seconds, 3), parity=parity, **extra)
         self.entries.append(entry)
         self.rows.append({"artifact": entry.path, "format": format, "runtime": runtime, "precision": precision,
-                          "bytes": entry.total_bytes, "export_s": round(seconds, 2), "parity": parity})
+                          "bytes": entry.total_bytes, "export_s": round(seconds, 2), "parity": parity,
+                          "layers_in_float": int(extra.get("layers_in_float") or 0), "int8": extra.get("int8")})
 
     def _parity(self, path: Path, *, what: str, runtime: str, precision: str, batch: Any) -> dict:
         from edgecnn.inference import run_logits

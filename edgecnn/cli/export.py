@@ -128,14 +128,19 @@ def print_export_report(report) -> None:
     for row in report.rows:
         parity = row.get("parity") or {}
         top1 = parity.get("top1")
+        floats = row.get("layers_in_float") or 0
         table.add_row(
-            row["artifact"], row["precision"], f"{row['bytes'] / 1e6:.2f}", f"{row['export_s']:.1f}",
+            row["artifact"], row["precision"] + (f" ({floats} layer{'s' if floats != 1 else ''} in float)" if floats else ""),
+            f"{row['bytes'] / 1e6:.2f}", f"{row['export_s']:.1f}",
             f"{parity['top1_agreement']:.2%}" if parity else "-",
             f"{parity['max_abs_diff']:.3g}" if parity else "-",
             f"{top1:.2f}" if top1 is not None else "-",
             f"{parity['drop']:+.2f}" if top1 is not None else "-",
         )
     console.print(table)
+    for row in report.rows:
+        if row.get("int8"):
+            console.print(int8_summary(row["artifact"], row["int8"]))
     fusion = manifest.get("fusion") or {}
     if "nodes_before" in fusion:
         console.print(f"fusion: {fusion['nodes_before']} ONNX nodes as exported -> {fusion['nodes_after']} after "
@@ -239,6 +244,25 @@ def devices_command(
     if json_path:
         write_json(json_path, {"devices": [p.to_dict() for p in profiles]})
         note(f"wrote {json_path}")
+
+
+def int8_summary(artifact: str, record: dict) -> str:
+    """One paragraph: the recipe export chose, the layers it kept in float, and the latencies it compared."""
+    floats = record.get("layers_in_float") or []
+    recipe = (record.get("recipe") or {}).get("label", "?")
+    text = f"int8 {artifact}: recipe {recipe}"
+    if floats:
+        names = ", ".join(f["user_name"] for f in floats[:6]) + (" ..." if len(floats) > 6 else "")
+        text += f"; {len(floats)} layer(s) kept in float to pass the gate: {names}"
+    timed = [(label, record.get(key)) for label, key in (("full int8", "full_int8_p50_ms"), ("fp32", "fp32_p50_ms"))]
+    chosen = next((t for t in reversed(record.get("trace") or []) if t.get("passed")), None)
+    if chosen and chosen.get("p50_ms") is not None:
+        timed.insert(0, ("this artifact", chosen["p50_ms"]))
+    if any(v is not None for _, v in timed):
+        text += "; p50 batch 1 on this host (median, >= 1 s timed): " + ", ".join(
+            f"{label} {value:.2f} ms" for label, value in timed if value is not None)
+    text += f"; search {record.get('search_s', 0):.0f} s of {record.get('search_budget_s', 0):.0f} s"
+    return text
 
 
 def _note_alias(source: str) -> None:

@@ -149,4 +149,7 @@ def _precision(result) -> str:
     """'fp32', or 'fp32 IR, bf16 compute' when the runtime computed in another precision."""
     from edgecnn.bench.tuned import precision_label
 
-    return precision_label(result.runtime, result.precision, result.compute_precision) + (" (tuned)" if result.tuned_from else "")
+    label = precision_label(result.runtime, result.precision, result.compute_precision)
+    if result.layers_in_float:
+        label = label.replace(result.precision, result.precision_words, 1)
+    return label + (" (tuned)" if result.tuned_from else "")

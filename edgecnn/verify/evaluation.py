@@ -103,6 +103,7 @@ class Target:
     batch: int | None = None  # the batch the artifact takes, when the manifest says
     threads: int | None = None  # tuned for this machine (edgecnn tune); None: the run's threads
     tuned_from: str | None = None  # the bundle's tuning file the threads and options come from
+    layers_in_float: int = 0  # int8 layers export kept in float
 
 
 def run_targets(targets: list[Target], samples: Samples, settings: VerifySettings, *, threads: int,
@@ -157,6 +158,7 @@ def _run_target(target: Target, samples: Samples, settings: VerifySettings, *, t
         checks=evaluation["checks"], reference_source=samples.reference_source,
         accuracy_meaningful=accuracy_meaningful, seconds=time.perf_counter() - begun, **info,
         **evaluation["metrics"], compute_precision=compute, tuned_from=target.tuned_from,
+        layers_in_float=target.layers_in_float,
     )
 
 

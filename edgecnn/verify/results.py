@@ -73,6 +73,13 @@ class ArtifactResult:
     seconds: float = 0.0
     compute_precision: str | None = None  # what the runtime computed in (an fp32 IR may run in bf16)
     tuned_from: str | None = None  # the bundle's tuning file its settings came from
+    layers_in_float: int = 0  # int8 layers export kept in float (edgecnn.quantize fallback)
+
+    @property
+    def precision_words(self) -> str:
+        """'int8 (3 layers in float)' where export kept layers in float, else the precision."""
+        n = self.layers_in_float
+        return f"{self.precision} ({n} layer{'s' if n != 1 else ''} in float)" if n else self.precision
 
     @property
     def failed_checks(self) -> list[str]:
@@ -112,6 +119,7 @@ class ArtifactResult:
             "seconds": round(self.seconds, 3),
             "compute_precision": self.compute_precision,
             "tuned_from": self.tuned_from,
+            "layers_in_float": self.layers_in_float,
         }
 
 

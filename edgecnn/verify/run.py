@@ -130,6 +130,7 @@ def _bundle_target(bundle, entry, input_shape) -> Target:
         name=entry.path, path=bundle.artifact_path(entry), format=entry.format,
         runtime=resolve_runtime(entry.runtime), precision=entry.precision.lower(), options=options,
         batch=int(fixed) if isinstance(fixed, int) and not isinstance(fixed, bool) and fixed > 0 else None,
+        layers_in_float=int((entry.extra or {}).get("layers_in_float") or 0),
     )
 
 

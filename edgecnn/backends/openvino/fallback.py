@@ -19,17 +19,22 @@ from edgecnn.quantize.search import Layer
 
 SQNR_SAMPLES = 8
 _LAYER_TYPES = {"Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData", "Add", "Multiply",
-                "AvgPool", "MaxPool", "Concat"}
+                "AvgPool", "MaxPool", "Concat", "ReduceMean"}
+# Ops between a FakeQuantize and the layer that reads it which only move data (a classifier's Flatten).
+_TRANSPARENT = {"Reshape", "Squeeze", "Unsqueeze", "Transpose"}
 
 
-def _fq_inputs(op) -> list[int]:
-    """Input ports of `op` fed by a FakeQuantize that quantizes an activation (not a weight constant)."""
-    ports = []
+def _fq_inputs(op) -> list[tuple]:
+    """(node, port) pairs fed by a FakeQuantize that quantizes one of `op`'s activations (not a weight)."""
+    found = []
     for index, value in enumerate(op.input_values()):
+        node, port = op, index
         source = value.get_node()
+        while source.get_type_name() in _TRANSPARENT:
+            node, port, source = source, 0, source.input_value(0).get_node()
         if source.get_type_name() == "FakeQuantize" and source.input_value(0).get_node().get_type_name() != "Constant":
-            ports.append(index)
-    return ports
+            found.append((node, port))
+    return found
 
 
 def quantized_ops(model) -> list:
@@ -77,8 +82,8 @@ def keep_in_float(full_xml: Path, nodes: tuple[str, ...], out_xml: Path) -> Path
     for op in model.get_ordered_ops():
         if op.get_friendly_name() not in wanted:
             continue
-        for index in _fq_inputs(op):
-            op.input(index).replace_source_output(op.input_value(index).get_node().input_value(0))
+        for node, port in _fq_inputs(op):
+            node.input(port).replace_source_output(node.input_value(port).get_node().input_value(0))
     model.validate_nodes_and_infer_types()
     xml, _ = save_ir(model, Path(out_xml), compress_to_fp16=False)
     return xml
