@@ -105,8 +105,11 @@ def _runtimes(command: str, path: Path, runtime: Optional[str]) -> tuple[str, ..
 def _print(command: str, report: dict, runs) -> None:
     if command == "bench" and report["artifacts"]:
         console.print(_bench_table(report["artifacts"]))
-        console.print("Timed on each device by its own edgecnn bench (perf_counter_ns after warm-up, threads set "
-                      "explicitly); the network is outside every timed region.", style="dim", highlight=False)
+        console.print("Timed on each device by its own edgecnn bench: perf_counter_ns around the runtime call alone, "
+                      "p50/p90/p99 by linear interpolation, throughput = batch / mean; the network is outside every "
+                      "timed region.", style="dim", highlight=False)
+        for name, payload in report["runs"].items():
+            console.print(_bench_method(name, payload), style="dim", highlight=False)
     elif command == "verify" and report["artifacts"]:
         console.print(_verify_table(report["artifacts"]))
     elif command == "build":
@@ -122,10 +125,22 @@ def _print(command: str, report: dict, runs) -> None:
                  f"{t.get('unchanged', 0)} unchanged; {'kept' if t.get('kept') else 'removed'} on the device)")
 
 
+def _bench_method(name: str, payload: dict) -> str:
+    """One line per device: its settings, CPU, load and runtime versions (all from its own JSON)."""
+    settings, env = payload.get("settings") or {}, payload.get("environment") or {}
+    runs = (f"{settings['iters']} timed runs" if settings.get("iters") is not None
+            else f"timed runs for at least {settings.get('min_time_s')} s (and {settings.get('min_iters')} runs)")
+    load = [f"{(env.get(k) or ['?'])[0]}" for k in ("loadavg_before", "loadavg_after")]
+    versions = ", ".join(f"{k} {v}" for k, v in (env.get("runtime_versions") or {}).items())
+    return (f"{name}: {settings.get('warmup')} warm-up runs, then {runs} per artifact and batch, "
+            f"{settings.get('threads')} threads, one process per artifact; {env.get('cpu_model')}, "
+            f"{env.get('physical_cores')} physical cores, load average {load[0]} -> {load[1]}; {versions}")
+
+
 def _device_cell(row: dict) -> str:
     device = row["device"]
     emulated = " [yellow](qemu)[/yellow]" if device.get("emulated") else ""
-    return f"{device['name']}{emulated}\n[dim]{device.get('machine')}, {device.get('cpu')}[/dim]"
+    return f"{device['name']}{emulated}\n[dim]{device.get('machine')}[/dim]"  # the CPU: in the method lines
 
 
 def _bench_table(rows: list[dict]) -> Table:
@@ -133,8 +148,8 @@ def _bench_table(rows: list[dict]) -> Table:
 
     table = Table(title="edgecnn bench --on", title_justify="left", box=box.SIMPLE_HEAD, caption_justify="left",
                   caption="p50/p90/p99: latency per batch, ms (each device's own timing); load: ms; RSS: peak MB")
-    table.add_column("device", overflow="fold", max_width=36)
-    table.add_column("artifact", overflow="fold")
+    table.add_column("device", overflow="fold")
+    table.add_column("artifact", overflow="fold", min_width=24)
     for header in ("batch", "threads", "p50", "p90", "p99", "img/s", "load", "RSS"):
         table.add_column(header, justify="right", no_wrap=True)
     for row in rows:
