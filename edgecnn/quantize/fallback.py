@@ -51,6 +51,7 @@ class Int8Plan:
     scratch: Path
     timed: bool = True  # False where the host runtime says nothing about the device's speed (TensorRT)
     untimed_note: str = ""
+    no_fallback_reason: str = ""  # set where this backend cannot keep layers in float (make is then unused)
 
 
 @dataclass
@@ -156,9 +157,12 @@ def search_int8(request: SearchRequest, plan: Int8Plan, recipes: list[Recipe]) -
     full = max(recipe_trials, key=lambda t: (t.score.passed, t.score.agreement))
     layers = plan.layers(full.artifact)
     run = _Run(request, full, {layer.node: layer.user_name for layer in layers}, fp32_p50, budget)
-    if full.score.passed or not request.fallback or not layers:
+    if full.score.passed or not request.fallback or not layers or plan.no_fallback_reason:
         status = "int8" if full.score.passed else "unchecked"
-        return _decision(run, status, recipe_trials, layers, full)
+        note = "" if full.score.passed or not plan.no_fallback_reason else (
+            f"int8 misses the gate (agreement {full.score.agreement:.2%}) and {plan.no_fallback_reason}: "
+            "kept as it is, verify will fail it")
+        return _decision(run, status, recipe_trials, layers, full, note=note)
     request.stage(f"INT8 misses the gate ({request.gate.words()}): agreement {full.score.agreement:.2%}; "
                   f"ranking {len(layers)} layers by sensitivity")
     subset = min(RANKING_SAMPLES, len(request.inputs))
@@ -225,7 +229,7 @@ def _decision(run: _Run, status: str, trace: list[Trial], layers: list[Layer], c
     full, names = run.full, run.names
     ranked = sorted(layers, key=lambda x: (x.gain is None, -(x.gain or 0.0), x.sqnr_db if x.sqnr_db is not None else 1e9))
     floats = [{"user_name": names.get(n, n), "node": n} for n in chosen.float_layers]
-    if status == "unchecked":
+    if status == "unchecked" and not note:
         note = (f"int8 misses the gate (agreement {full.score.agreement:.2%}); with the fallback off it is kept "
                 "as it is and verify will fail it")
     return Int8Decision(status=status, artifact=chosen.artifact if artifact == "chosen" else artifact,

@@ -1,6 +1,14 @@
-"""The TFLite export step: tflite/model.fp32.tflite (+ the fp16 or int8 file) for a bundle."""
+"""The TFLite export step: tflite/model.fp32.tflite (+ the fp16 or int8 file) for a bundle.
+
+A full-integer int8 file is held to verify's gate like every int8 artifact (edgecnn.quantize): scored on
+the golden set, timed on this host against the fp32 file, its layers' SQNR recorded. Keeping layers in
+float is not done for TFLite yet (each candidate is a new litert-torch conversion): a file that misses
+the gate is kept with a note, and verify fails it.
+"""
 
 from __future__ import annotations
+
+import shutil
 
 from edgecnn.backends.tflite.convert import export_tflite
 
@@ -11,13 +19,47 @@ def build(ctx) -> None:
         path = ctx.writer.path(f"tflite/model.{precision}.tflite")
         ctx.stage(f"converting to TFLite with litert-torch ({precision})")
         int8 = precision == "int8"
-        result = export_tflite(ctx.torch_model, ctx.preprocess.input_shape, path, precision=precision,
-                               calibration=ctx.data.calibration if int8 else None,
-                               **({"int8_scheme": ctx.request.tflite_int8_scheme} if int8 else {}))
-        for warning in result.warnings:
-            if warning not in ctx.warnings:
-                ctx.warnings.append(warning)
+        if int8 and ctx.request.tflite_int8_scheme == "full-integer":
+            result, extra = _full_integer(ctx, path)
+            if result is None:
+                continue
+        else:
+            result, extra = _convert(ctx, path, precision), {}
         ctx.add([path], format="tflite", runtime="tflite", precision=precision, seconds=result.export_s,
-                batch=result.batch_size, quantization=result.quantization, ops=result.op_counts)
+                batch=result.batch_size, quantization=result.quantization, ops=result.op_counts, **extra)
     if not ctx.fusion:
         ctx.fusion = {"note": "TFLite conversion folds BatchNorm inside litert-torch"}
+
+
+def _convert(ctx, path, precision):
+    int8 = precision == "int8"
+    result = export_tflite(ctx.torch_model, ctx.preprocess.input_shape, path, precision=precision,
+                           calibration=ctx.data.calibration if int8 else None,
+                           **({"int8_scheme": ctx.request.tflite_int8_scheme} if int8 else {}))
+    for warning in result.warnings:
+        if warning not in ctx.warnings:
+            ctx.warnings.append(warning)
+    return result
+
+
+def _full_integer(ctx, path):
+    """The full-integer file through edgecnn.quantize's gate: (export result, entry extras), or (None, None)."""
+    from edgecnn.backends.tflite.sensitivity import tflite_layers
+    from edgecnn.quantize import Int8Plan, Recipe
+
+    fp32 = ctx.writer.path("tflite/model.fp32.tflite")
+    found = {}
+
+    def write(folder):
+        found["result"] = _convert(ctx, folder / path.name, "int8")
+        return found["result"].path
+
+    recipe = Recipe(label="litert-torch PT2E full-integer, per-channel weights, conv+ReLU6 fused", build=write,
+                    settings={"per_channel": True, "activation_observer": "histogram", "conv_relu6_fused": True})
+    inputs = ctx.data.golden_inputs
+    plan = Int8Plan(runtime="tflite", fp32_path=fp32, scratch=ctx.scratch / "tflite",
+                    layers=lambda full: tflite_layers(full, fp32, inputs), make=None,
+                    no_fallback_reason="TFLite cannot keep layers in float here yet")
+    decision, record = ctx.search_int8(plan, [recipe])
+    shutil.copyfile(decision.artifact, path)
+    return found["result"], {"int8": record}
