@@ -272,10 +272,28 @@ def _plots_html(run: RunData, rows: list[dict]) -> list[str]:
         else '<p class="na">No latency was measured.</p>',
         '<p class="caption">Bars: p50; whiskers: p90 to p99; the label gives p50 and the speed-up over '
         "PyTorch eager. Bold: the fastest artifact that passed verify on its target.</p>",
+        *_sensitivity_html(rows),
         "<h2>Training</h2>",
         f'<img class="plot" alt="training loss and accuracy per epoch" src="{curve}">' if curve
         else '<p class="na">No training history (model/metrics.json) in this run.</p>',
     ]
+
+
+def _sensitivity_html(rows: list[dict]) -> list[str]:
+    """Per int8 artifact, its costliest layers as export measured them (edgecnn explain has every layer)."""
+    from edgecnn.report.plots import sensitivity_png
+
+    images = [(row, sensitivity_png(row["int8_sensitivity"], title=f"{row['target']} · {artifact_label(row)}"))
+              for row in rows if row.get("int8_sensitivity")]
+    images = [(row, image) for row, image in images if image]
+    if not images:
+        return []
+    return ["<h2>INT8 layers</h2>",
+            *(f'<img class="plot" alt="int8 sensitivity of {_e(row["artifact"])}" src="{image}">' for row, image in images),
+            '<p class="caption">The costliest quantized layers of each int8 artifact, by PyTorch module name: the share '
+            "of the logit error (mean squared difference from PyTorch fp32 on golden images) that goes away when only "
+            "that layer runs in float, with its SQNR; where that was not measured, the SQNR of its int8 output. "
+            "<code>edgecnn explain BUNDLE</code> lists every layer.</p>"]
 
 
 def render_html(run: RunData, rows: list[dict]) -> str:

@@ -186,6 +186,33 @@ def latency_png(rows: list[dict]) -> str | None:
     return png_data_uri(latency_figure(plot_rows, title="", purpose="the report's plots"))
 
 
+# ------------------------------------------------------------------------------- int8 layers
+
+
+def sensitivity_png(layers: list[dict], *, title: str) -> str | None:
+    """Horizontal bars, costliest int8 layer on top: the logit-error share gone when it alone runs in float
+    (where measured), else its SQNR in dB; as a data: URI. None when there is nothing to draw."""
+    gains = [x for x in layers if x.get("gain") is not None]
+    shown = gains or [x for x in layers if x.get("sqnr_db") is not None]
+    if not shown:
+        return None
+    shown = shown[:10][::-1]
+    values = [100 * x["gain"] if gains else x["sqnr_db"] for x in shown]
+    fig = _figure(7.5, 0.9 + 0.32 * len(shown), "the report's plots")
+    ax = fig.add_subplot(1, 1, 1)
+    ax.barh(range(len(shown)), values, color=PRECISION_COLORS["int8"])
+    ax.set_yticks(range(len(shown)), [f"{x['user_name']} ({x['op']})" for x in shown], fontsize=8)
+    ax.set_xlabel("logit error removed when only this layer runs in float (%)" if gains
+                  else "SQNR of the layer's int8 output vs fp32 (dB; lower is worse)", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    for y, (value, layer) in enumerate(zip(values, shown)):
+        sqnr = layer.get("sqnr_db")
+        ax.text(value, y, f" {value:.1f}" + (f"  ({sqnr:.1f} dB)" if gains and sqnr is not None else ""),
+                va="center", fontsize=7)
+    fig.tight_layout()
+    return png_data_uri(fig)
+
+
 # ----------------------------------------------------------------------------------- training
 
 

@@ -77,7 +77,9 @@ def _bundle_rows(bundle: BundleInfo, base_p50: float | None) -> list[dict]:
         runtime = str(entry.get("runtime", ""))
         row = _empty_row(bundle.target, runtime, str(entry.get("format", "")), str(entry.get("precision", "")))
         row.update(artifact=str(entry.get("path", "")), device_runtime=bundle.device_runtime or runtime,
-                   size_mb=rounded(_entry_bytes(entry) / 1e6, 4), purpose=entry.get("purpose"))
+                   size_mb=rounded(_entry_bytes(entry) / 1e6, 4), purpose=entry.get("purpose"),
+                   layers_in_float=int(entry.get("layers_in_float") or 0),
+                   int8_sensitivity=(entry.get("int8") or {}).get("sensitivity") or None)
         if verify_error is not None:
             row.update(passed=False, status="FAIL", failed_checks=[f"verify error: {verify_error}"])
         else:
@@ -106,7 +108,7 @@ def _empty_row(target: str, runtime: str, format: str, precision: str) -> dict:
         "top1": None, "reference_top1": None, "drop": None, "agreement": None, "cosine": None,
         "max_abs_diff": None, "samples": None, "passed": None, "failed_checks": [], "status": "not verified",
         "fastest": False, "baseline": False, "purpose": None, "compute_precision": None, "precision_label": None,
-        "tuned_from": None,
+        "tuned_from": None, "layers_in_float": 0, "int8_sensitivity": None,
     }
 
 
@@ -237,11 +239,13 @@ def artifact_label(row: dict) -> str:
     """'OpenVINO int8', or for an engine source 'TensorRT int8 (engine source, onnx)'."""
     if row["baseline"]:
         return f"{label(row['runtime'])} {row['precision']}"
+    floats = row.get("layers_in_float") or 0
+    kept = f" ({floats} layer{'s' if floats != 1 else ''} in float)" if floats else ""
     if row["device_runtime"] != row["runtime"]:
         # A bundle whose device builds its engine from this graph.
-        return f"{label(row['device_runtime'])} {row['precision']} (engine source, {row['format']})"
+        return f"{label(row['device_runtime'])} {row['precision']}{kept} (engine source, {row['format']})"
     # bench's label: 'fp32 IR, bf16 compute' where the runtime computed in another precision
-    return f"{label(row['runtime'])} {row.get('precision_label') or row['precision']}"
+    return f"{label(row['runtime'])} {row.get('precision_label') or row['precision']}{kept}"
 
 
 def print_summary(rows: list[dict], console) -> None:
