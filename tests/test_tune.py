@@ -264,3 +264,18 @@ def test_runners_apply_the_knobs_tune_sweeps_and_refuse_bad_values():
         get_runner("openvino").load(openvino_file(), num_streams=0)
     with pytest.raises(BadInputError, match="execution_mode"):
         get_runner("onnxruntime").load(onnx_file(), execution_mode="sideways")
+
+
+def test_tune_runs_on_a_device_without_torch(tuned, tmp_path):
+    from runtime_helpers import blocking_env, run_cli
+
+    bundle = _copy(tuned[0], tmp_path)
+    out = tmp_path / "tune.json"
+    done = run_cli("tune", str(bundle), "--force", "--runtime", "onnxruntime", "--budget", "60", *FAST,
+                   "--json", str(out), env=blocking_env(tmp_path, "torch"))
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())["artifacts"]
+    assert [r["runtime"] for r in rows] == ["onnxruntime"] and rows[0]["settings"] is not None
+    (stored,) = (bundle / "tuning").glob("*.json")
+    kept = {r["path"] for r in json.loads(stored.read_text())["artifacts"]}
+    assert kept == {"onnx/tiny.onnx", "openvino/tiny.xml"}, "the OpenVINO tuning was kept beside the new ONNX one"

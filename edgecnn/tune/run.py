@@ -59,9 +59,27 @@ def tune(path: str | Path, settings: TuneSettings | None = None, *, on_candidate
     payload["gate_samples"] = int(gate.samples.inputs.shape[0])
     payload["seconds"] = round(time.monotonic() - started, 1)
     payload["loadavg_before"], payload["loadavg_after"] = load_before, loadavg()
-    stored = store_tuning(bundle, payload, force=settings.force)
+    kept = _kept(bundle, signature, {r["path"] for r in payload["artifacts"]})
+    stored = store_tuning(bundle, {**payload, "artifacts": payload["artifacts"] + kept}, force=settings.force)
+    payload["kept_from_before"] = [row["path"] for row in kept]
     payload["tuning_file"] = str(stored)
     return payload
+
+
+def _kept(bundle, signature: str, tuned_now: set[str]) -> list[dict[str, Any]]:
+    """Rows of this machine's previous tuning for artifacts not tuned this time (`--runtime`), still unchanged."""
+    from edgecnn.bench.tuned import load_tuning
+    from edgecnn.bundle import BundleIntegrityError
+
+    try:
+        previous = load_tuning(bundle, signature=signature)
+    except BundleIntegrityError:  # a changed file is being replaced (--force): nothing of it is kept
+        return []
+    if previous is None:
+        return []
+    current = {str(e.path): e.sha256 for e in bundle.artifacts}
+    return [row for row in previous.payload.get("artifacts", [])
+            if row.get("path") not in tuned_now and current.get(row.get("path")) == row.get("sha256")]
 
 
 def _gate(bundle, settings: TuneSettings) -> Gate:
