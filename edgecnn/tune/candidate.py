@@ -43,6 +43,7 @@ class Candidate:
     runtime_version: str | None = None
     seconds: float = 0.0
     role: str = "sweep"  # sweep | confirm-default | confirm-tuned
+    gated: bool = False  # False: slower than the best passing setting, so its accuracy was not checked
 
     @property
     def p50(self) -> float | None:
@@ -56,7 +57,7 @@ class Candidate:
                 "gate_precision": self.gate_precision, "latency_ms": self.latency_ms, "p50": self.p50,
                 "agreement": self.agreement, "max_abs_diff": self.max_abs_diff, "passed": self.passed,
                 "failed_checks": self.failed_checks, "error": self.error, "seconds": round(self.seconds, 2),
-                "role": self.role, "applied": self.applied}
+                "role": self.role, "gated": self.gated, "applied": self.applied}
 
 
 def split_settings(settings: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -100,21 +101,23 @@ def time_candidate(candidate: Candidate, target: BenchTarget, settings: TuneSett
     try:
         result = measure_in_child(timed, 1, bench)
     except (FixedBatchError, Exception) as exc:  # noqa: BLE001 - recorded; a candidate that cannot be timed loses
-        candidate.error = candidate.error or _one_line(exc)
-        candidate.passed = False
-        if "runs" not in candidate.failed_checks:
-            candidate.failed_checks.append("times")
+        candidate.error, candidate.passed, candidate.failed_checks = _one_line(exc), False, ["runs"]
         return
     candidate.latency_ms = {k: float(v) for k, v in result["latency_ms"].items()}
+    candidate.applied = dict(result.get("applied") or {})
+    candidate.runtime_version = result.get("runtime_version")
+    candidate.compute_precision = compute_precision(target.runtime, target.precision, candidate.applied)
 
 
 def evaluate(candidate: Candidate, target: BenchTarget, gate: Gate, settings: TuneSettings, *,
-             timeout_s: float | None) -> Candidate:
-    """Gate, then time (a candidate that does not run is not timed)."""
+             timeout_s: float | None, gate_below_ms: float | None = None) -> Candidate:
+    """Time, then gate; a candidate slower than `gate_below_ms` cannot be chosen, so its gate is skipped."""
     started = time.monotonic()
-    gate_candidate(candidate, target, gate, settings)
-    if candidate.error is None:
-        time_candidate(candidate, target, settings, timeout_s=timeout_s)
+    time_candidate(candidate, target, settings, timeout_s=timeout_s)
+    slower = gate_below_ms is not None and candidate.p50 is not None and candidate.p50 > gate_below_ms
+    if candidate.p50 is not None and not slower:
+        gate_candidate(candidate, target, gate, settings)
+        candidate.gated = True
     candidate.seconds = time.monotonic() - started
     return candidate
 

@@ -85,7 +85,10 @@ def search(target: BenchTarget, gate: Gate, settings: TuneSettings, *, deadline:
     def run(settings_dict: dict[str, Any], role: str = "sweep", gated: Candidate | None = None) -> Candidate:
         timeout = max(30.0, deadline - time.monotonic() + 30.0)
         if gated is None:
-            candidate = evaluate(Candidate(settings=settings_dict, role=role), target, gate, settings, timeout_s=timeout)
+            best = fastest_passing(result.candidates)
+            limit = None if best is None else best.p50 * (1 + TIE_MARGIN)  # slower ones cannot win: not gated
+            candidate = evaluate(Candidate(settings=settings_dict, role=role), target, gate, settings,
+                                 timeout_s=timeout, gate_below_ms=limit)
         else:  # a re-timing: the gate's verdict does not change, the latency is measured again
             candidate = _retime(gated, role, target, settings, timeout)
         result.candidates.append(candidate)
@@ -152,7 +155,7 @@ def _retime(gated: Candidate, role: str, target: BenchTarget, settings: TuneSett
     candidate = Candidate(settings=dict(gated.settings), role=role, compute_precision=gated.compute_precision,
                           agreement=gated.agreement, max_abs_diff=gated.max_abs_diff, passed=gated.passed,
                           failed_checks=list(gated.failed_checks), gate_precision=gated.gate_precision,
-                          applied=gated.applied, runtime_version=gated.runtime_version)
+                          applied=gated.applied, runtime_version=gated.runtime_version, gated=gated.gated)
     time_candidate(candidate, target, settings, timeout_s=timeout)
     candidate.seconds = time.monotonic() - started
     return candidate

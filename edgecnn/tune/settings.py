@@ -44,7 +44,8 @@ class TuneSettings:
             "min_iters": self.min_iters, "batch": 1, "gate_samples_limit": self.limit,
             "timing": "edgecnn bench's method: one child process per candidate, warm-up, perf_counter_ns around "
                       "the runtime call alone, p50/p90/p99 by linear interpolation",
-            "gate": "each candidate's logits on the bundle's golden set against the golden (PyTorch fp32) logits, "
+            "gate": "each candidate faster than the best passing one so far (a slower one cannot be chosen): its "
+                    "logits on the bundle's golden set against the golden (PyTorch fp32) logits, "
                     "with verify's thresholds for the precision the candidate computes in (bf16/fp16 compute is "
                     "held to the bf16/fp16 gate, int8 files to the int8 gate)",
             "search": "coordinate search from the runner's defaults: each knob in turn, the others held at the "
@@ -55,5 +56,5 @@ class TuneSettings:
     def describe(self) -> str:
         return (f"Method: each candidate in its own process as edgecnn bench times it ({self.warmup} warm-up runs, "
                 f"then at least {self.min_time_s:g} s and {self.min_iters} runs, batch 1; p50 by linear "
-                "interpolation), gated on the golden set with verify's thresholds for the precision it computes "
-                "in; default and tuned p50 re-timed back to back at the end.")
+                "interpolation); the faster ones gated on the golden set with verify's thresholds for the precision "
+                "they compute in; default and tuned p50 re-timed back to back at the end.")
