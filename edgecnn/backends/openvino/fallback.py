@@ -42,34 +42,51 @@ def quantized_ops(model) -> list:
 
 
 def _outputs(model, names: list[str], inputs: np.ndarray) -> dict[str, np.ndarray]:
+    """The named ops' first outputs on `inputs` (fp32 compute), matched by output position: the compiled
+    graph fuses and renames ops, so its own node names say nothing."""
     import openvino as ov
 
     ops = {op.get_friendly_name(): op for op in model.get_ordered_ops()}
     wanted = [name for name in names if name in ops]
+    first_added = len(model.outputs)
     model.add_outputs([ops[name].output(0) for name in wanted])
     compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    results = compiled(np.ascontiguousarray(inputs, dtype=np.float32))
-    found = {}
-    for output in compiled.outputs:
-        node = output.get_node().input_value(0).get_node()
-        if node.get_friendly_name() in wanted:
-            found[node.get_friendly_name()] = np.asarray(results[output])
-    return found
+    found: dict[str, list[np.ndarray]] = {name: [] for name in wanted}
+    for image in inputs:  # one image at a time: the IR may have a static batch of 1
+        results = compiled(np.ascontiguousarray(image[None], dtype=np.float32))
+        for index, name in enumerate(wanted):
+            found[name].append(np.asarray(results[compiled.outputs[first_added + index]]))
+    return {name: np.concatenate(values) for name, values in found.items()}
+
+
+def _input_fq(op):
+    """The activation FakeQuantize in front of a quantized op (through data-movement ops), or None."""
+    for node, port in _fq_inputs(op):
+        return node.input_value(port).get_node()
+    return None
 
 
 def ov_layers(int8_xml: str | Path, fp32_xml: str | Path, inputs: np.ndarray) -> list[Layer]:
-    """The quantized layers of an NNCF IR, with the SQNR of each one's output against the fp32 IR's."""
+    """The quantized layers of an NNCF IR, with the SQNR of each one's int8 input (its FakeQuantize output,
+    dequantized) against the fp32 IR's tensor there.
+
+    The layer's own output is not comparable: the CPU plugin moves int8 dequantization scales past
+    convolutions, so a convolution's raw output in the int8 graph is scaled differently.
+    """
     from edgecnn.backends.onnxruntime.sensitivity import sqnr_db
 
-    int8 = read_model(int8_xml)
-    names = [op.get_friendly_name() for op in quantized_ops(int8)]
+    ops = quantized_ops(read_model(int8_xml))
+    fqs = {op.get_friendly_name(): _input_fq(op) for op in ops}
+    sources = {name: fq.input_value(0).get_node().get_friendly_name() for name, fq in fqs.items() if fq is not None}
     images = inputs[:SQNR_SAMPLES]
-    reference = _outputs(read_model(fp32_xml), names, images)
-    quantized = _outputs(read_model(int8_xml), names, images)
+    reference = _outputs(read_model(fp32_xml), sorted(set(sources.values())), images)
+    quantized = _outputs(read_model(int8_xml), sorted({fq.get_friendly_name() for fq in fqs.values() if fq}), images)
     layers = []
-    for op in quantized_ops(read_model(int8_xml)):
-        name = op.get_friendly_name()
-        value = sqnr_db(reference[name], quantized[name]) if name in reference and name in quantized else None
+    for op in ops:
+        name, fq = op.get_friendly_name(), fqs.get(op.get_friendly_name())
+        value = None
+        if fq is not None and sources[name] in reference and fq.get_friendly_name() in quantized:
+            value = sqnr_db(reference[sources[name]], quantized[fq.get_friendly_name()])
         layers.append(Layer(node=name, op=op.get_type_name(), user_name=module_path(name),
                             sqnr_db=value if value is not None and np.isfinite(value) else None))
     return layers
