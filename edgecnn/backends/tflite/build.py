@@ -1,9 +1,10 @@
 """The TFLite export step: tflite/model.fp32.tflite (+ the fp16 or int8 file) for a bundle.
 
 A full-integer int8 file is held to verify's gate like every int8 artifact (edgecnn.quantize): scored on
-the golden set, timed on this host against the fp32 file, its layers' SQNR recorded. Keeping layers in
-float is not done for TFLite yet (each candidate is a new litert-torch conversion): a file that misses
-the gate is kept with a note, and verify fails it.
+the golden set, timed on this host against the fp32 file, its layers' SQNR recorded. When it misses, the
+most sensitive PyTorch modules (convolutions and linears) are kept in float by selective quantization:
+their nodes get no PT2E annotation, so litert-torch leaves them float. Each candidate is a new
+conversion, so on a large model the budget allows only a few.
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ def build(ctx) -> None:
         ctx.fusion = {"note": "TFLite conversion folds BatchNorm inside litert-torch"}
 
 
-def _convert(ctx, path, precision):
+def _convert(ctx, path, precision, float_modules=()):
     int8 = precision == "int8"
     result = export_tflite(ctx.torch_model, ctx.preprocess.input_shape, path, precision=precision,
-                           calibration=ctx.data.calibration if int8 else None,
+                           calibration=ctx.data.calibration if int8 else None, float_modules=tuple(float_modules),
                            **({"int8_scheme": ctx.request.tflite_int8_scheme} if int8 else {}))
+    if float_modules:
+        return result
     for warning in result.warnings:
         if warning not in ctx.warnings:
             ctx.warnings.append(warning)
@@ -57,9 +60,28 @@ def _full_integer(ctx, path):
     recipe = Recipe(label="litert-torch PT2E full-integer, per-channel weights, conv+ReLU6 fused", build=write,
                     settings={"per_channel": True, "activation_observer": "histogram", "conv_relu6_fused": True})
     inputs = ctx.data.golden_inputs
+
+    def make(full, modules, out):
+        ctx.stage(f"converting to TFLite with {len(modules)} module(s) in float")
+        return _convert(ctx, out, "int8", float_modules=modules).path
+
     plan = Int8Plan(runtime="tflite", fp32_path=fp32, scratch=ctx.scratch / "tflite",
-                    layers=lambda full: tflite_layers(full, fp32, inputs), make=None,
-                    no_fallback_reason="TFLite cannot keep layers in float here yet")
+                    layers=lambda full: _module_layers(ctx.torch_model, tflite_layers(full, fp32, inputs)), make=make)
     decision, record = ctx.search_int8(plan, [recipe])
     shutil.copyfile(decision.artifact, path)
-    return found["result"], {"int8": record}
+    return found["result"], {"int8": record, "layers_in_float": len(decision.float_layers)}
+
+
+def _module_layers(model, ops):
+    """The model's convolutions and linears as layers (node = module path), with the SQNR of the file's
+    matching op where the file's conv/linear ops line up with them one to one, in order."""
+    from torch import nn
+
+    from edgecnn.quantize import Layer
+
+    modules = [(name, type(m).__name__) for name, m in model.named_modules()
+               if name and isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
+    weighted = [op for op in ops if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+    paired = len(weighted) == len(modules)
+    return [Layer(node=name, op=kind, user_name=name, sqnr_db=weighted[i].sqnr_db if paired else None)
+            for i, (name, kind) in enumerate(modules)]

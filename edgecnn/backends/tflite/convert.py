@@ -14,7 +14,7 @@ import logging
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -90,6 +90,7 @@ class _Job:
     batch_size: int
     per_channel: bool
     full_integer: bool
+    float_modules: tuple[str, ...] = ()  # PyTorch module paths a full-integer file keeps in float
 
 
 def export_tflite(
@@ -102,6 +103,7 @@ def export_tflite(
     batch_size: int = 1,
     per_channel: bool = True,
     int8_scheme: str = "full-integer",
+    float_modules: tuple[str, ...] = (),
 ) -> TfliteExportResult:
     """Convert `model` to a .tflite at `path`: float32 NCHW input, float32 logits, fixed batch.
 
@@ -117,6 +119,8 @@ def export_tflite(
     """
     job = _check_job(model, input_shape, precision=precision, calibration=calibration,
                      batch_size=batch_size, per_channel=per_channel, int8_scheme=int8_scheme)
+    if float_modules:
+        job = replace(job, float_modules=tuple(float_modules))
     path = Path(path)
     started = time.perf_counter()
     converted = _convert(job)
@@ -197,7 +201,7 @@ def _convert(job: _Job) -> TfliteContent:
             if not job.full_integer:
                 return quantize_weight_only_int8(job.model, sample_args, per_channel=job.per_channel)
             return quantize_pt2e_int8(job.model, job.input_shape, job.calibration, sample_args=sample_args,
-                                      per_channel=job.per_channel)
+                                      per_channel=job.per_channel, float_modules=job.float_modules)
         except BadInputError:
             raise
         except Exception as exc:  # litert-torch / torch.export raise many unrelated types

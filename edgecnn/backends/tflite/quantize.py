@@ -76,7 +76,7 @@ def quantize_weight_only_int8(model, sample_args, *, per_channel: bool = True) -
 
 
 def quantize_pt2e_int8(model, input_shape: tuple[int, int, int], calibration: np.ndarray, *,
-                       sample_args: tuple, per_channel: bool = True) -> TfliteContent:
+                       sample_args: tuple, per_channel: bool = True, float_modules: tuple[str, ...] = ()) -> TfliteContent:
     """Full-integer int8 .tflite content: PT2E calibrated on `calibration` (NCHW float32), float32 I/O.
 
     `sample_args` fixes the batch baked into the file. The caller validates its inputs and checks
@@ -91,6 +91,7 @@ def quantize_pt2e_int8(model, input_shape: tuple[int, int, int], calibration: np
     quantizer = _full_integer_quantizer_class()().set_global(
         pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=per_channel)
     )
+    quantizer.float_modules = tuple(float_modules)  # selective quantization: these stay float
     exported, calibration_batch = _export_for_calibration(model, input_shape, calibration)
     prepared = prepare_pt2e(exported, quantizer)
     started = time.perf_counter()
@@ -145,9 +146,43 @@ def _full_integer_quantizer_class():
             with contextlib.redirect_stdout(io.StringIO()):
                 model = super().annotate(model)
             _TargetAnnotator(self.global_config).run(model)
+            _keep_modules_float(model, getattr(self, "float_modules", ()))
             return model
 
     return FullIntegerPT2EQuantizer
+
+
+def module_path_of(node) -> str:
+    """The PyTorch module path a torch.export node comes from ('' at the top level)."""
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return ""
+    path = str(list(stack.values())[-1][0])
+    for prefix in ("L['self'].", "L['self']"):
+        if path.startswith(prefix):
+            path = path[len(prefix):]
+    return path.replace("[", ".").replace("]", "").replace("'", "").strip(".")
+
+
+def _keep_modules_float(gm, modules: tuple[str, ...]) -> None:
+    """Keep the named modules float: their nodes lose their annotations, and the producers of their inputs
+    stop quantizing their outputs (in PT2E a conv's output observer belongs to the conv, so a float layer
+    would still read an int8-rounded input). Other consumers of those outputs observe their own inputs."""
+    import torch
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+
+    if not modules:
+        return
+    inside = [n for n in gm.graph.nodes
+              if any((path := module_path_of(n)) == m or path.startswith(m + ".") for m in modules)]
+    members = set(inside)
+    for node in inside:
+        node.meta.pop("quantization_annotation", None)
+        for arg in node.all_input_nodes:
+            annotation = arg.meta.get("quantization_annotation") if isinstance(arg, torch.fx.Node) else None
+            if arg not in members and annotation is not None and annotation.output_qspec is not None:
+                arg.meta["quantization_annotation"] = QuantizationAnnotation(
+                    input_qspec_map=annotation.input_qspec_map, output_qspec=None, _annotated=True)
 
 
 def _annotate_conv_relu6(gm, config) -> None:
