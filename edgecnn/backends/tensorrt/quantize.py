@@ -65,6 +65,7 @@ def quantize_qdq_int8(
     method: str = "minmax",
     backend: str = "auto",
     percentile: float = 99.999,
+    reduce_range: bool = True,
     progress: "Progress | None" = None,
 ) -> TensorRTQuantResult:
     """Write a Q/DQ INT8 ONNX model for TensorRT's explicit quantization at `out_path`.
@@ -89,7 +90,8 @@ def quantize_qdq_int8(
                                     # 7-bit weights: TensorRT loses nothing measurable, and the host's
                                     # ONNX Runtime check of this same graph then does not saturate
                                     # on AVX2 CPUs (8-bit: MobileNet v2 on digits dropped 1.5 points).
-                                    per_channel=True, reduce_range=True, percentile=percentile, progress=progress)
+                                    per_channel=True, reduce_range=reduce_range, percentile=percentile,
+                                    progress=progress)
         model = onnx.load(str(raw))
         removed = _place_qdq_for_tensorrt(model)
         onnx.checker.check_model(model)
