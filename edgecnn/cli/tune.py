@@ -82,7 +82,8 @@ def summary_table(report: dict) -> Table:
                   box=box.SIMPLE_HEAD, pad_edge=False,
                   caption=("p50: ms at batch 1, default and tuned re-timed back to back; speed-up: default p50 / tuned "
                            "p50; agreement: top-1 agreement with the golden (PyTorch fp32) logits on "
-                           f"{report['gate_samples']} samples; tried: candidates timed and gated"),
+                           f"{report['gate_samples']} samples; tried: candidates timed (pass: gated and passed; one slower "
+                           "than the best passing is not gated)"),
                   caption_justify="left")
     table.add_column("artifact", overflow="fold")
     table.add_column("precision", overflow="fold")
