@@ -26,7 +26,7 @@ def tune_command(
     force: bool = typer.Option(False, "--force", help="Replace this machine's existing tuning file."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the full report (every candidate) as JSON."),
 ) -> None:
-    """Sweep each runtime's knobs, gate every candidate on the golden set, store the fastest that passes."""
+    """Sweep each runtime's knobs, time every candidate, gate the faster ones on the golden set, store the fastest that passes."""
     from edgecnn.atomic import check_output_path
     from edgecnn.tune import TuneSettings, tune
     from edgecnn.verify import build_overrides
