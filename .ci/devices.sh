@@ -54,17 +54,21 @@ rm -rf "$STATE/wheel"
 python -m pip wheel -q --no-deps --no-build-isolation -w "$STATE/wheel" "$REPO"
 WHEEL="$(ls "$STATE"/wheel/edgecnn-*.whl)"
 
-# --- the x86 device: a venv without torch ------------------------------------------------------------
-if [ ! -x "$X86_VENV/bin/edgecnn" ]; then
-  log "x86 device venv: edgecnn[onnxruntime,litert]"
-  rm -rf "$X86_VENV"
-  "$PY" -m venv "$X86_VENV"
-  "$X86_VENV/bin/pip" install -q "$WHEEL[onnxruntime,litert]"
-fi
-"$X86_VENV/bin/pip" install -q --no-deps --force-reinstall "$WHEEL"
-if "$X86_VENV/bin/python" -c 'import torch' 2>/dev/null; then
-  log "error: torch importable in the x86 device venv"; exit 1
-fi
+# --- the x86 device: a venv without torch (built in the background while the ARM device is set up) ---
+setup_x86() {
+  if [ ! -x "$X86_VENV/bin/edgecnn" ]; then
+    log "x86 device venv: edgecnn[onnxruntime,litert]"
+    rm -rf "$X86_VENV"
+    "$PY" -m venv "$X86_VENV"
+    "$X86_VENV/bin/pip" install -q "$WHEEL[onnxruntime,litert]" || { rm -rf "$X86_VENV"; exit 1; }
+  fi
+  "$X86_VENV/bin/pip" install -q --no-deps --force-reinstall "$WHEEL"
+  if "$X86_VENV/bin/python" -c 'import torch' 2>/dev/null; then
+    log "error: torch importable in the x86 device venv"; exit 1
+  fi
+}
+setup_x86 >"$STATE/x86-setup.log" 2>&1 &
+x86_pid=$!
 
 # --- the ARM device: qemu-user from trixie, binfmt_misc, a debootstrapped arm64 root -----------------
 arm_skip=""
@@ -135,6 +139,12 @@ else
   arm_skip="${arm_skip:-arm device setup failed}"
   log "no arm device: $arm_skip"
 fi
+
+if ! wait "$x86_pid"; then
+  grep -v '^WARNING: Location' "$STATE/x86-setup.log" >&2 || true
+  log "error: the x86 device venv could not be set up (above)"; exit 1
+fi
+grep -v '^WARNING: Location' "$STATE/x86-setup.log" >&2 || true
 
 # --- sshd on 127.0.0.1 with keys generated here ------------------------------------------------------
 # One CI sshd per machine: stop the last one, whichever folder it was started from (its ports are ours).

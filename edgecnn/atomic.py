@@ -21,8 +21,15 @@ def default_file_mode() -> int:
 
 
 def write_atomic(path: str | Path, write: Callable[[str], None]) -> Path:
-    """Call `write(temp_path)`, then move the temp file to `path` (removed on any failure)."""
+    """Call `write(temp_path)`, then move the temp file to `path` (removed on any failure).
+
+    A `path` that is a device or a pipe (`--json /dev/null`, `/dev/stdout`) is written in place: a rename
+    would replace it with a regular file (as root, /dev/null itself).
+    """
     path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():
+        write(str(path))
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)

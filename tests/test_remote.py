@@ -250,3 +250,21 @@ def test_a_device_build_comes_back_into_the_local_manifest(tmp_path):
     artifacts = json.loads((bundle / "manifest.json").read_text())["artifacts"]
     assert [a["path"] for a in artifacts].count(entry["path"]) == 1 and "on_device" not in artifacts[-1]
     assert (bundle / entry["path"]).read_bytes() == engine
+
+
+def test_atomic_writes_go_into_a_pipe_instead_of_replacing_it(tmp_path):
+    """`--json /dev/null` as root used to rename a regular file over /dev/null (the CI sshd then failed to start)."""
+    import os
+    import stat
+    import threading
+
+    from edgecnn.atomic import write_json_atomic
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()))
+    reader.start()
+    write_json_atomic(fifo, {"ok": True})
+    reader.join(timeout=10)
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and json.loads(received[0]) == {"ok": True}
