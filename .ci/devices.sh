@@ -108,9 +108,24 @@ setup_root() {
       || { arm_skip="debootstrap arm64 failed (see $STATE/debootstrap.log)"; return 1; }
     mv "$ROOT.tmp" "$ROOT"
   fi
+  # The root gets a /dev of its own (a tmpfs with the few nodes Python and ssh sessions need), never a
+  # bind of the host's: a file renamed over /dev/null in there must not replace the machine's /dev/null.
+  if [ "$(findmnt -n -o FSTYPE "$ROOT/dev" 2>/dev/null)" != tmpfs ] && mountpoint -q "$ROOT/dev"; then
+    umount -l "$ROOT/dev"  # an older setup's bind of the host's /dev
+  fi
   for fs in proc sys dev; do
     mountpoint -q "$ROOT/$fs" && continue
-    case $fs in proc) mount -t proc proc "$ROOT/proc" ;; sys) mount -t sysfs sysfs "$ROOT/sys" ;; dev) mount --bind /dev "$ROOT/dev" ;; esac
+    case $fs in
+      proc) mount -t proc proc "$ROOT/proc" ;;
+      sys) mount -t sysfs sysfs "$ROOT/sys" ;;
+      dev) mount -t tmpfs -o mode=755,size=16m arm-dev "$ROOT/dev"
+           for node in "null 1 3" "zero 1 5" "full 1 7" "random 1 8" "urandom 1 9" "tty 5 0"; do
+             set -- $node; mknod -m 666 "$ROOT/dev/$1" c "$2" "$3"
+           done
+           mkdir -p "$ROOT/dev/shm" "$ROOT/dev/pts"
+           ln -s /proc/self/fd "$ROOT/dev/fd"; ln -s fd/0 "$ROOT/dev/stdin"; ln -s fd/1 "$ROOT/dev/stdout"
+           ln -s fd/2 "$ROOT/dev/stderr" ;;
+    esac
   done
 }
 setup_arm_venv() {
@@ -193,6 +208,12 @@ Match LocalPort $X86_PORT
 Match LocalPort $ARM_PORT
   ForceCommand $STATE/enter-arm64
 EOF
+if [ ! -c /dev/null ]; then
+  # sshd daemonizes onto /dev/null ("daemon() failed: No such device" otherwise); a rename over it as root
+  # (an older edgecnn writing --json /dev/null) leaves a plain file there.
+  log "warning: /dev/null is not a character device (replaced by a plain file?): restoring it"
+  rm -f /dev/null && mknod -m 666 /dev/null c 1 3
+fi
 /usr/sbin/sshd -f "$STATE/sshd_config" -E "$STATE/sshd.log"
 for _ in $(seq 50); do ssh-keyscan -p "$X86_PORT" 127.0.0.1 >/dev/null 2>&1 && break; sleep 0.1; done
 { ssh-keyscan -t ed25519 -p "$X86_PORT" 127.0.0.1; ssh-keyscan -t ed25519 -p "$ARM_PORT" 127.0.0.1; } >"$STATE/known_hosts" 2>/dev/null

@@ -216,3 +216,26 @@ def test_build_on_a_device_without_tensorrt_names_the_extra(tmp_path):
     assert load_profile("jetson").runtime == json.loads((bundle / "manifest.json").read_text())["profile"]["runtime"]
     done = edgecnn("build", str(bundle), "--on", "x86-device", check=1)
     assert "has no TensorRT: run pip install 'edgecnn[tensorrt]' there" in done.stderr
+
+
+def test_tune_on_a_device_brings_its_tuning_back(tflite_bundle, tmp_path):
+    """tune --on: the device's own sweep; its tuning/<signature>.json and manifest record land in the local
+    bundle (sha256 intact), nothing is left on the device, and bench --on that device then uses it."""
+    from edgecnn.bundle import file_sha256
+
+    bundle = _copy(tflite_bundle, tmp_path / "tuned")
+    out = tmp_path / "tune.json"
+    done = edgecnn("tune", str(bundle), "--on", "x86-device", "--budget", "60", "--min-time", "0.2", "--warmup", "2",
+                   "--json", str(out), check=0)
+    report = json.loads(out.read_text())
+    relative = report["adopted"]["x86-device"]
+    assert relative and relative.startswith("tuning/") and (bundle / relative).is_file()
+    (record,) = [r for r in json.loads((bundle / "manifest.json").read_text())["tuning"] if r["path"] == relative]
+    assert record["sha256"] == file_sha256(bundle / relative)
+    assert {row["device"]["machine"] for row in report["artifacts"]} == {"x86_64"}
+    assert "x86-device: tuned" in done.stderr
+    folder = report["devices"][0]["transfer"]["remote_folder"]
+    assert on_device("x86-device", f"test -e {folder}").returncode != 0  # the copy and the tuning file removed
+    benched = tmp_path / "bench.json"
+    edgecnn("bench", str(bundle), "--on", "x86-device", *FAST, "--json", str(benched), check=0)
+    assert json.loads(benched.read_text())["artifacts"]

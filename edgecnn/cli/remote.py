@@ -1,4 +1,4 @@
-"""`--on SSH_TARGET` / `--fleet FILE.toml` for bench, verify and build, and the hidden `edgecnn device-agent`.
+"""`--on SSH_TARGET` / `--fleet FILE.toml` for bench, verify, build and tune, and the hidden `edgecnn device-agent`.
 
 The commands call `dispatch` before their local path when a device is named; it runs the same
 command on each device (edgecnn.remote), prints one table with a device column and writes one JSON.
@@ -40,13 +40,16 @@ def dispatch(command: str, path: Path, *, on: Optional[List[str]], fleet: Option
     devices = remote.select_devices(on, fleet)
     job = remote.RemoteJob(command=command, source=_source(path), args=tuple(_argv(forwarded)),
                            runtimes=_runtimes(command, path, runtime),
-                           fetch=("manifest.json",) if command == "build" else (), fetch_new=fetch_engine)
+                           fetch=("manifest.json",) if command in ("build", "tune") else (), fetch_new=fetch_engine,
+                           fetch_reported=("tuning_file",) if command == "tune" else ())
     note(f"{command} on {len(devices)} device(s): {', '.join(d.name for d in devices)}")
     runs = remote.run_fleet(devices, job, remote.SshOptions(identity=identity, accept_new_host_key=accept_new_host_key),
                             keep=keep, note=note)
     report = remote.merged_report(runs, job)
     if command == "build":
         report["adopted"] = {r.device.name: remote.adopt_built_manifest(job.source, r) for r in runs if r.ok}
+    if command == "tune":
+        report["adopted"] = {r.device.name: remote.adopt_tuning(job.source, r) for r in runs if r.ok}
     _print(command, report, runs)
     if json_path is not None:
         write_json(json_path, report)
@@ -112,6 +115,14 @@ def _print(command: str, report: dict, runs) -> None:
             console.print(_bench_method(name, payload), style="dim", highlight=False)
     elif command == "verify" and report["artifacts"]:
         console.print(_verify_table(report["artifacts"]))
+    elif command == "tune":
+        from edgecnn.cli.tune import summary_table
+
+        for name, payload in report["runs"].items():
+            console.print(summary_table({**payload, "artifacts": [r for r in report["artifacts"]
+                                                                  if r["device"]["name"] == name]}))
+        for name, path in report.get("adopted", {}).items():
+            note(f"{name}: tuned; {path or 'no tuning file'} is now in the local bundle and its manifest")
     elif command == "build":
         for name, paths in report.get("adopted", {}).items():
             note(f"{name}: built {', '.join(paths) or 'nothing'}; the local manifest records them")

@@ -1,4 +1,4 @@
-"""Running `bench`, `verify` and `build` on devices over SSH (`--on user@device`, `--fleet FILE.toml`).
+"""Running `bench`, `verify`, `build` and `tune` on devices over SSH (`--on user@device`, `--fleet FILE.toml`).
 
     devices    who: SSH targets and fleet files
     ssh        how: the user's OpenSSH client, one multiplexed connection per device
@@ -11,9 +11,10 @@
 from __future__ import annotations
 
 from edgecnn.remote.devices import Device, load_fleet, parse_target, select_devices
-from edgecnn.remote.fleet import adopt_built_manifest, failures, merged_report, run_fleet
+from edgecnn.remote.fleet import adopt_built_manifest, adopt_tuning, failures, merged_report, run_fleet
 from edgecnn.remote.job import DeviceRun, RemoteJob, run_on_device
 from edgecnn.remote.ssh import RemoteError, SshOptions
 
-__all__ = ["Device", "DeviceRun", "RemoteError", "RemoteJob", "SshOptions", "adopt_built_manifest", "failures",
+__all__ = ["Device", "DeviceRun", "RemoteError", "RemoteJob", "SshOptions", "adopt_built_manifest", "adopt_tuning",
+           "failures",
            "load_fleet", "merged_report", "parse_target", "run_fleet", "run_on_device", "select_devices"]

@@ -83,3 +83,33 @@ def adopt_built_manifest(bundle: Path, run: DeviceRun) -> list[str]:
         adopted.append(entry["path"])
     write_json_atomic(local.root / MANIFEST_NAME, local.manifest)
     return adopted
+
+
+def adopt_tuning(bundle: Path, run: DeviceRun) -> str | None:
+    """Bring a device's `edgecnn tune` result into the local bundle: its tuning/<signature>.json and the
+    manifest's record of it (sha256), so bench/verify --on that device, or on the device itself after a later
+    copy, use it. Returns the file's bundle path (None when the device reported none).
+
+    The fetched file must match the sha256 the device's manifest records; other devices' records are kept.
+    """
+    import hashlib
+    import json
+
+    from edgecnn.atomic import write_bytes_atomic, write_json_atomic
+    from edgecnn.bundle import MANIFEST_NAME, load_bundle
+    from edgecnn.remote.ssh import RemoteError
+
+    if not run.created and not any(p.startswith("tuning/") for p in run.fetched):
+        return None
+    relative = next(p for p in [*run.created, *run.fetched] if p.startswith("tuning/"))
+    records = json.loads(run.fetched[MANIFEST_NAME]).get("tuning") or []
+    record = next((r for r in records if r.get("path") == relative), None)
+    content = run.fetched.get(relative)
+    if record is None or content is None or hashlib.sha256(content).hexdigest() != record.get("sha256"):
+        raise RemoteError(f"{run.device.name}: the tuning file {relative} did not come back intact")
+    local = load_bundle(bundle)
+    write_bytes_atomic(local.root / relative, content)
+    kept = [r for r in local.manifest.get("tuning") or [] if r.get("path") != relative]
+    local.manifest["tuning"] = kept + [record]
+    write_json_atomic(local.root / MANIFEST_NAME, local.manifest)
+    return relative

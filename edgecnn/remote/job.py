@@ -35,6 +35,9 @@ class RemoteJob:
     runtimes: tuple[str, ...] = ()  # the runtimes the device must have
     fetch: tuple[str, ...] = ()  # files of the bundle to bring back afterwards (build: the manifest, engines)
     fetch_new: bool = False  # also bring back files the command created (build --fetch-engine)
+    # JSON keys of the command's report that name a bundle file it wrote (tune: tuning_file), brought back
+    # and, unless --keep, removed from the device with the rest.
+    fetch_reported: tuple[str, ...] = ()
 
 
 @dataclass
@@ -49,6 +52,7 @@ class DeviceRun:
     exit_code: int | None = None
     transfer: dict = field(default_factory=dict)
     fetched: dict[str, bytes] = field(default_factory=dict)
+    created: list[str] = field(default_factory=list)  # bundle files the command wrote there (fetch_reported)
     seconds: float = 0.0
 
     @property
@@ -147,7 +151,7 @@ def _locked_job(connection: Connection, job: RemoteJob, run: DeviceRun, *, keep:
         _run_command(connection, job, run, bundle_dir=bundle_dir, run_dir=run_dir)
         _fetch(connection, job, run, bundle_dir=bundle_dir, known={f.relative for f in files})
     finally:
-        cleanup = remove_command(bundle_dir, [] if keep else [f.relative for f in sent], run_dir)
+        cleanup = remove_command(bundle_dir, [] if keep else [f.relative for f in sent] + run.created, run_dir)
         connection.run(cleanup, timeout=120, what="cleanup")
         _release(lock)
 
@@ -196,6 +200,12 @@ def _run_command(connection: Connection, job: RemoteJob, run: DeviceRun, *, bund
 def _fetch(connection: Connection, job: RemoteJob, run: DeviceRun, *, bundle_dir: str, known: set[str]) -> None:
     """Bring back the files the job asks for (and, with fetch_new, the files the command created)."""
     wanted = list(job.fetch)
+    for key in job.fetch_reported:
+        relative = _bundle_relative((run.payload or {}).get(key), bundle_dir)
+        if relative is not None and relative not in wanted:
+            wanted.append(relative)
+            if relative not in known:
+                run.created.append(relative)
     if job.fetch_new:
         listing = connection.run(quote("find", bundle_dir, "-type", "f"), timeout=120, what="listing")
         prefix = bundle_dir.rstrip("/") + "/"
@@ -206,6 +216,15 @@ def _fetch(connection: Connection, job: RemoteJob, run: DeviceRun, *, bundle_dir
                               what=f"fetching {relative}")
         if done.returncode == 0:
             run.fetched[relative] = done.stdout
+
+
+def _bundle_relative(reported, bundle_dir: str) -> str | None:
+    """A path the device's command reported, relative to the copied bundle (None when it is not inside it)."""
+    if not isinstance(reported, str):
+        return None
+    marker = "/" + bundle_dir.rstrip("/").rpartition("/")[2] + "/"  # the bundle folder's own name
+    head, found, tail = ("/" + reported).partition(marker)
+    return tail if found and tail and ".." not in tail.split("/") else None
 
 
 def _bundle_folder(source: Path, files: list[LocalFile]) -> str:
