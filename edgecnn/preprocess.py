@@ -216,20 +216,13 @@ def bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
     Half-pixel centres (align_corners=False), source coordinates below 0 clamped to 0 and the upper
     neighbour clamped to the last pixel: the rule of torch's upsample_bilinear2d without antialias.
     """
-    matrix = np.zeros((out_size, in_size), dtype=np.float64)
-    if in_size == out_size:
-        np.fill_diagonal(matrix, 1.0)
-        return matrix.astype(np.float32)
-    # torch computes the scale in float32 as in/out and the source index in float32 too.
-    scale = np.float32(in_size) / np.float32(out_size)
-    for i in range(out_size):
-        source = max((np.float32(i) + np.float32(0.5)) * scale - np.float32(0.5), np.float32(0.0))
+    def taps(source: float):
+        source = max(source, 0.0)
         low = min(int(math.floor(source)), in_size - 1)
-        high = min(low + 1, in_size - 1)
         weight_high = float(np.float32(source) - np.float32(low))
-        matrix[i, low] += 1.0 - weight_high
-        matrix[i, high] += weight_high
-    return matrix.astype(np.float32)
+        return ((low, 1.0 - weight_high), (min(low + 1, in_size - 1), weight_high))
+
+    return _resize_matrix(in_size, out_size, taps)
 
 
 def bicubic_matrix(in_size: int, out_size: int) -> np.ndarray:
@@ -238,17 +231,26 @@ def bicubic_matrix(in_size: int, out_size: int) -> np.ndarray:
     Four taps of the cubic convolution kernel (A = -0.75) around the half-pixel source coordinate, which
     is not clamped at 0 (unlike bilinear); taps outside the image read the edge pixel.
     """
+    def taps(source: float):
+        low = math.floor(source)
+        weights = _cubic_weights(source - low)
+        return tuple((min(max(low + offset, 0), in_size - 1), w) for offset, w in zip((-1, 0, 1, 2), weights))
+
+    return _resize_matrix(in_size, out_size, taps)
+
+
+def _resize_matrix(in_size: int, out_size: int, taps) -> np.ndarray:
+    """The matrix whose row i holds the `taps(source coordinate)` (index, weight) pairs of output pixel i."""
     matrix = np.zeros((out_size, in_size), dtype=np.float64)
     if in_size == out_size:
         np.fill_diagonal(matrix, 1.0)
         return matrix.astype(np.float32)
+    # torch computes the scale in float32 as in/out and the source index in float32 too.
     scale = np.float32(in_size) / np.float32(out_size)
     for i in range(out_size):
         source = float((np.float32(i) + np.float32(0.5)) * scale - np.float32(0.5))
-        low = math.floor(source)
-        t = source - low
-        for offset, weight in zip((-1, 0, 1, 2), _cubic_weights(t)):
-            matrix[i, min(max(low + offset, 0), in_size - 1)] += weight
+        for index, weight in taps(source):
+            matrix[i, index] += weight
     return matrix.astype(np.float32)
 
 
