@@ -52,6 +52,10 @@ class Int8Plan:
     timed: bool = True  # False where the host runtime says nothing about the device's speed (TensorRT)
     untimed_note: str = ""
     no_fallback_reason: str = ""  # set where this backend cannot keep layers in float (make is then unused)
+    # (recipe settings, nodes kept float, out) -> file: the chosen mix quantized again by the library itself
+    # (ORT nodes_to_exclude, NNCF ignored_scope), its calibration redone without those layers. None: the
+    # search's edited candidate is the artifact.
+    requantize: Callable[[dict, tuple[str, ...], Path], Path] | None = None
 
 
 @dataclass
@@ -181,7 +185,31 @@ def search_int8(request: SearchRequest, plan: Int8Plan, recipes: list[Recipe]) -
 
     outcome = search_fallback(ranking, full, try_mix, budget=budget, fp32_p50_ms=fp32_p50, stage=request.stage)
     trace = recipe_trials[:-1] + outcome.trace if len(recipe_trials) > 1 else outcome.trace
+    if outcome.status == "passed" and plan.requantize is not None:
+        outcome = _requantized(measure, plan, full, outcome, trace, fp32_p50)
     return _finish(run, outcome, trace, ranking)
+
+
+def _requantized(measure: _Measure, plan: Int8Plan, full: Trial, outcome: SearchOutcome, trace: list[Trial],
+                 fp32_p50: float | None) -> SearchOutcome:
+    """The chosen layers excluded by the library's own quantizer; kept when it passes and is not slower.
+
+    Runs even past the budget (one more calibration): the artifact shipped should be what the library
+    writes, not our edit of it, whenever that holds the gate. It is scored and timed like every candidate.
+    """
+    chosen = outcome.chosen
+    measure.request.stage(f"INT8: quantizing again with {len(chosen.float_layers)} layer(s) excluded")
+    folder = plan.scratch / "int8-requantized"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = plan.requantize(full.recipe, chosen.float_layers, folder / f"model{''.join(full.artifact.suffixes)}")
+    recipe = {**full.recipe, "requantized": True}
+    trial = measure.trial(f"{len(chosen.float_layers)} layer(s) excluded, quantized again", path,
+                          chosen.float_layers, recipe)
+    trace.append(trial)
+    faster = fp32_p50 is None or trial.p50_ms is None or trial.p50_ms < fp32_p50
+    if trial.score.passed and faster:
+        return SearchOutcome("passed", trial, outcome.trace, trial)
+    return outcome
 
 
 def _candidate_path(plan: Int8Plan, full: Path, tag: str) -> Path:
@@ -233,7 +261,7 @@ def _decision(run: _Run, status: str, trace: list[Trial], layers: list[Layer], c
         note = (f"int8 misses the gate (agreement {full.score.agreement:.2%}); with the fallback off it is kept "
                 "as it is and verify will fail it")
     return Int8Decision(status=status, artifact=chosen.artifact if artifact == "chosen" else artifact,
-                        recipe=dict(full.recipe), float_layers=floats,
+                        recipe=dict(chosen.recipe or full.recipe), float_layers=floats,
                         trace=[t.to_dict(names) for t in trace], sensitivity=[x.to_dict() for x in ranked[:TOP_LAYERS]],
                         fp32_p50_ms=run.fp32_p50, full_int8_p50_ms=full.p50_ms, seconds=run.budget.spent(),
                         note=note)
