@@ -1,0 +1,58 @@
+"""The shared INT8 loop's last step: the chosen mix quantized again by the library (layers excluded).
+
+The re-quantized file replaces the search's edited candidate only when it passes the gate and is not
+slower than fp32; otherwise the edited candidate stays, and either way the trace records the attempt.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from edgecnn.quantize.fallback import Int8Plan, _requantized
+from edgecnn.quantize.gate import Score
+from edgecnn.quantize.search import SearchOutcome, Trial
+
+
+def _trial(label: str, nodes: tuple[str, ...], agreement: float, p50: float, path: Path, recipe=None) -> Trial:
+    score = Score(agreement=agreement, drop=0.0, top1=None, logit_mse=0.1, passed=agreement >= 0.97)
+    return Trial(label=label, float_layers=nodes, score=score, p50_ms=p50, seconds=0.0,
+                 recipe=recipe or {"label": "minmax"}, artifact=path)
+
+
+class _FakeMeasure:
+    """Scores a re-quantized file as the test says (the real one runs it in its Runner)."""
+
+    def __init__(self, agreement: float, p50: float):
+        self.agreement, self.p50 = agreement, p50
+        self.request = SimpleNamespace(stage=lambda message: None)
+
+    def trial(self, label, path, floats, recipe):
+        return _trial(label, floats, self.agreement, self.p50, path, recipe)
+
+
+@pytest.mark.parametrize("agreement,p50,kept", [(0.99, 2.0, "requantized"), (0.95, 2.0, "edited"),
+                                                (0.99, 11.0, "edited")])
+def test_requantized_mix_is_kept_only_when_it_passes_and_is_faster_than_fp32(tmp_path, agreement, p50, kept):
+    calls = []
+
+    def requantize(recipe: dict, nodes: tuple[str, ...], out: Path) -> Path:
+        calls.append((recipe["label"], nodes, out.name))
+        out.write_text("requantized")
+        return out
+
+    plan = Int8Plan(runtime="onnxruntime", fp32_path=tmp_path / "fp32.onnx", layers=lambda p: [],
+                    make=lambda full, nodes, out: out, scratch=tmp_path, requantize=requantize)
+    full = _trial("full", (), 0.9, 1.0, tmp_path / "model.int8.onnx")
+    edited = _trial("2 layer(s) in float", ("a", "b"), 0.98, 3.0, tmp_path / "mix2.onnx")
+    outcome = SearchOutcome("passed", edited, [full, edited], edited)
+    trace = list(outcome.trace)
+    result = _requantized(_FakeMeasure(agreement, p50), plan, full, outcome, trace, fp32_p50=10.0)
+    assert calls == [("minmax", ("a", "b"), "model.int8.onnx")]
+    assert len(trace) == 3 and trace[-1].recipe["requantized"] is True  # the attempt is in the trace either way
+    if kept == "requantized":
+        assert result.chosen is trace[-1] and result.chosen.artifact.read_text() == "requantized"
+    else:
+        assert result.chosen is edited
