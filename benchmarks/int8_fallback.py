@@ -72,7 +72,51 @@ def row_for(model: str, target: str, report: dict, p50: dict) -> dict:
             "status": record.get("status", "int8" if int8 else "no int8"),
             "top1": parity.get("top1"), "drop": parity.get("drop"), "agreement": parity.get("top1_agreement"),
             "p50_int8_ms": p50.get("int8"), "p50_full_int8_ms": record.get("full_int8_p50_ms"),
-            "p50_fp32_ms": p50.get("fp32"), "search_s": record.get("search_s")}
+            "p50_fp32_ms": p50.get("fp32"), "search_s": record.get("search_s"),
+            "requantized": bool((record.get("recipe") or {}).get("requantized")),
+            "search_p50_ms": _search_p50(record), "speedup_kept": _speedup_kept(record)}
+
+
+def _search_p50(record: dict) -> dict:
+    """The search's own timings of the chosen mix, full int8 and fp32 (one process, one run: comparable)."""
+    chosen = next((t for t in reversed(record.get("trace") or []) if t.get("passed")), {})
+    return {"mix": chosen.get("p50_ms"), "full_int8": record.get("full_int8_p50_ms"), "fp32": record.get("fp32_p50_ms")}
+
+
+def _speedup_kept(record: dict) -> float | None:
+    """Share of full int8's speed-up over fp32 that the chosen mix keeps: (fp32 - mix) / (fp32 - full)."""
+    p50 = _search_p50(record)
+    if None in p50.values() or p50["fp32"] <= p50["full_int8"]:
+        return None
+    return round((p50["fp32"] - p50["mix"]) / (p50["fp32"] - p50["full_int8"]), 3)
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| model | target | recipe | layers in float | top-1 % | drop | agreement | p50 search mix / full / fp32 "
+             "| speed-up kept | p50 bench int8 / fp32 | search s | status |", "|" + "---|" * 12]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['target']} | error: {r['error']} |" + " |" * 9)
+            continue
+        sp = r["search_p50_ms"]
+        fmt = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
+        floats = f"{len(r['layers_in_float'])}" + (f": {', '.join(r['layers_in_float'])}" if r["layers_in_float"] else "")
+        kept = "–" if r["speedup_kept"] is None else f"{r['speedup_kept']:.0%}"
+        agreement = "–" if r["agreement"] is None else f"{r['agreement']:.2%}"
+        recipe = f"{r['recipe']}{' (re-quantized)' if r['requantized'] else ''}"
+        lines.append(f"| {r['model']} | {r['target']} | {recipe} | {floats} | {fmt(r['top1'])} | {fmt(r['drop'])} "
+                     f"| {agreement} | {fmt(sp['mix'])} / {fmt(sp['full_int8'])} / {fmt(sp['fp32'])} | {kept} "
+                     f"| {fmt(r['p50_int8_ms'])} / {fmt(r['p50_fp32_ms'])} | {fmt(r['search_s'])} | {r['status']} |")
+    return "\n".join(lines)
+
+
+def cpu_line() -> str:
+    """The CPU the numbers come from, and whether it has VNNI (it decides what 8-bit weights cost)."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((l.split(":", 1)[1].strip() for l in text.splitlines() if l.startswith("model name")), "unknown")
+    flags = set(next((l.split(":", 1)[1].split() for l in text.splitlines() if l.startswith("flags")), []))
+    have = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8") if f in flags]
+    return f"CPU: {model}; {', '.join(have) or 'no AVX2'}"
 
 
 def main() -> None:
@@ -96,8 +140,10 @@ def main() -> None:
                    else row_for(model, target, report, bench_p50(out)))
             rows.append(row)
             print(json.dumps(row), flush=True)
+    print(cpu_line())
+    print(markdown(rows))
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows}, indent=2))
+        Path(args.json).write_text(json.dumps({"cpu": cpu_line(), "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":
