@@ -69,6 +69,9 @@ def explain_artifact(bundle, entry, *, budget_s: float = 120.0, stage=None) -> E
     if stage:
         stage(f"measuring the SQNR of every quantized layer of {entry.path}")
     layers, make = explainer(int8_path, bundle.artifact_path(fp32), inputs)
+    names = entry.extra.get("layer_names") or {}  # module paths export recorded where the file cannot say
+    for layer in layers:
+        layer.user_name = names.get(layer.node, layer.user_name)
     recorded = {x.get("node"): x for x in ((entry.extra.get("int8") or {}).get("sensitivity") or [])}
     method = ("SQNR measured now; gain when float as export recorded it" if recorded else
               "SQNR measured now; no gain when float: this runtime's candidates need the PyTorch model (export time)")
@@ -87,7 +90,7 @@ def explain_artifact(bundle, entry, *, budget_s: float = 120.0, stage=None) -> E
                                  budget=Budget(budget_s), share=1.0, stage=stage)
     else:
         for layer in layers:
-            old = recorded.get(layer.node) or {}
+            old = recorded.get(layer.node) or recorded.get(layer.user_name) or {}
             layer.gain, layer.agreement_float = old.get("gain"), old.get("agreement_float")
     layers = sorted(layers, key=lambda x: (x.gain is None, -(x.gain or 0.0),
                                            x.sqnr_db if x.sqnr_db is not None else 1e9))

@@ -69,19 +69,40 @@ def _full_integer(ctx, path):
                     layers=lambda full: _module_layers(ctx.torch_model, tflite_layers(full, fp32, inputs)), make=make)
     decision, record = ctx.search_int8(plan, [recipe])
     shutil.copyfile(decision.artifact, path)
-    return found["result"], {"int8": record, "layers_in_float": len(decision.float_layers)}
+    names = _layer_names(ctx.torch_model, tflite_layers(path, fp32, inputs[:0]))
+    return found["result"], {"int8": record, "layers_in_float": len(decision.float_layers), "layer_names": names}
+
+
+def _weighted_modules(model) -> dict[str, str]:
+    from torch import nn
+
+    return {name: type(m).__name__ for name, m in model.named_modules()
+            if name and isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))}
+
+
+def _layer_names(model, ops) -> dict[str, str]:
+    """{tensor name: module path} for the file's ops: what `edgecnn explain` shows without the model.
+
+    By litert-torch's call paths first; the convolutions and linears it cannot name (the classifier's
+    output is renamed `serving_default_...`) by their order, where the file's and the model's line up."""
+    from edgecnn.backends.tflite.sensitivity import module_keys, resolve
+
+    weighted = _weighted_modules(model)
+    keys = module_keys(model)
+    names = {op.node: found for op in ops if (found := resolve(op.node, keys, set(weighted)))}
+    ordered = [op for op in ops if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+    if len(ordered) == len(weighted):
+        for op, module in zip(ordered, weighted):
+            names.setdefault(op.node, module)
+    return names
 
 
 def _module_layers(model, ops):
-    """The model's convolutions and linears as layers (node = module path), with the SQNR of the file's
-    matching op where the file's conv/linear ops line up with them one to one, in order."""
-    from torch import nn
-
+    """The model's convolutions and linears as layers (node = module path), each with the SQNR of the
+    file's op that computes it (named by litert-torch's call path, else paired in order)."""
     from edgecnn.quantize import Layer
 
-    modules = [(name, type(m).__name__) for name, m in model.named_modules()
-               if name and isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
-    weighted = [op for op in ops if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
-    paired = len(weighted) == len(modules)
-    return [Layer(node=name, op=kind, user_name=name, sqnr_db=weighted[i].sqnr_db if paired else None)
-            for i, (name, kind) in enumerate(modules)]
+    names = _layer_names(model, ops)
+    sqnr = {names[op.node]: op.sqnr_db for op in ops if op.node in names}
+    return [Layer(node=name, op=kind, user_name=name, sqnr_db=sqnr.get(name))
+            for name, kind in _weighted_modules(model).items()]

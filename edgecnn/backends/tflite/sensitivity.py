@@ -4,8 +4,11 @@ Both files come from the same torch.export graph, so their compute ops (convolut
 the classifier) appear in the same order; they are paired in that order (checked op by op), each
 int8 output dequantized with its own scale and zero point, and compared on a few golden images
 (SQNR in dB, as the TFLite quantization debugger reports it). litert-torch names tensors after the
-module *types* on the call path (`...MBConvBlock_5/...Conv2dStaticSamePadding__depthwise_conv`); the
-user name shown is that path without packages (`MBConvBlock_5/_depthwise_conv`).
+module *types* on the call path, each with the last part of its attribute name
+(`pkg.EfficientNet/pkg.MBConvBlock_5/pkg.Conv2dStaticSamePadding__depthwise_conv`). `module_keys` rebuilds
+those paths from the PyTorch model at export time, so the manifest can name each op by its module path
+(`_blocks.5._depthwise_conv`); without the model the user name is the type path without packages
+(`MBConvBlock_5/_depthwise_conv`).
 """
 
 from __future__ import annotations
@@ -66,6 +69,43 @@ def user_name(tensor_name: str) -> str:
         head, sep, attribute = name.partition("__")
         parts.append("_" + attribute if sep else head)
     return "/".join(parts) or tensor_name
+
+
+def _type_name(cls) -> str:
+    """As litert-torch writes a module's type into its debug names (its _class_fullname)."""
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def module_keys(model) -> dict[str, str]:
+    """{litert-torch call path: module path} for every module of `model`.
+
+    A call path lists the modules whose forward ran, outermost first, as `type_lastname`; containers that are
+    only iterated (ModuleList, ModuleDict) never run, so they are not in it (`_blocks.5` is `MBConvBlock_5`).
+    """
+    from torch import nn
+
+    modules = dict(model.named_modules())
+    keys: dict[str, str] = {}
+    for name, module in modules.items():
+        if not name or isinstance(module, (nn.ModuleList, nn.ModuleDict)):
+            continue
+        parts, prefix = [_type_name(type(model))], []
+        for part in name.split("."):
+            prefix.append(part)
+            ancestor = modules[".".join(prefix)]
+            if not isinstance(ancestor, (nn.ModuleList, nn.ModuleDict)):
+                parts.append(f"{_type_name(type(ancestor))}_{part}")
+        keys.setdefault("/".join(parts), name)
+    return keys
+
+
+def resolve(tensor_name: str, keys: dict[str, str], wanted: set[str] | None = None) -> str | None:
+    """The module path of an op from its output tensor's name: a fused op names several call paths
+    (conv;relu6), so a module in `wanted` (the convolutions and linears) wins, then the deepest one."""
+    found = [keys[s] for s in tensor_name.split(";") if s in keys]
+    if wanted:
+        found = [f for f in found if f in wanted] or found
+    return max(found, key=lambda f: f.count("."), default=None)
 
 
 def tflite_layers(int8_path: str | Path, fp32_path: str | Path, inputs: np.ndarray) -> list[Layer]:
