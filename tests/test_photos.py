@@ -280,3 +280,9 @@ def test_verify_replays_a_foreign_source_on_photos_outside_the_golden_set(net, p
     factory.write_text(NET_PY.replace("manual_seed(0)", "manual_seed(1)"))
     done = run_cli("verify", str(tmp_path / "bundle-py"), "--data", f"imagefolder:{others}")
     assert done.returncode == 2 and "changed since export" in done.stderr, done.stderr
+    # On the golden set verify falls back to the golden logits and says so, unless told the live model is
+    # the reference: then it refuses instead of silently comparing with something else.
+    done = run_cli("verify", str(tmp_path / "bundle-py"), "--reference-source", "pytorch")
+    assert done.returncode == 2 and "--reference-source pytorch" in done.stderr, done.stderr
+    assert "changed since export" in done.stderr
+    assert run_cli("verify", str(tmp_path / "bundle-py")).returncode == 0

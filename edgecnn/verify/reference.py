@@ -87,8 +87,10 @@ def _live_logits(live: LiveSource, inputs: np.ndarray, *, threads: int, batch: i
 
 def resolve_reference(samples: Samples, live_source: LiveSource | None, *, threads: int,
                       batch: int = DEFAULT_BATCH, input_shape: tuple[int, int, int] | None = None, live: bool = True,
-                      progress: Progress | None = None) -> None:
+                      progress: Progress | None = None, required: bool = False) -> None:
     """Fill `samples.reference_logits`: the model re-run live when possible, else the golden logits.
+
+    `required` (--reference-source pytorch): no falling back; a live run that cannot happen is an error.
 
     A live run that does not reproduce the golden logits means the checkpoint (or the source file)
     changed after export; the golden logits (what the artifacts were exported from) are then the reference.
@@ -104,6 +106,7 @@ def resolve_reference(samples: Samples, live_source: LiveSource | None, *, threa
             reason = str(exc)
         else:
             if samples.golden_logits is not None and not matches_golden(live_logits, samples.golden_logits):
+                reason = f"{_name(live_source)} no longer reproduces the golden logits recorded at export"
                 samples.notes.append(
                     f"{_name(live_source)} no longer reproduces the golden logits recorded at export "
                     "(changed since?): the golden logits are the reference"
@@ -112,6 +115,9 @@ def resolve_reference(samples: Samples, live_source: LiveSource | None, *, threa
                 samples.reference_logits, samples.reference_source = live_logits, REFERENCE_LIVE
                 samples.reference_label = live_label(live_source)
                 return
+    if required and reason is not None:
+        raise BadInputError(f"--reference-source pytorch: the model cannot be re-run as the reference here ({reason}); "
+                            "omit it to fall back to the golden logits")
     if samples.golden_logits is None:
         raise BadInputError(
             f"no live reference for {samples.source} ({reason}): verify on the bundle's golden set "

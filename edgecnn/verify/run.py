@@ -54,7 +54,8 @@ def _verify_bundle(path: Path, settings: VerifySettings, progress: Progress | No
             f"({unavailable}): pass --reference CHECKPOINT"
         )
     resolve_reference(samples, live_source, threads=threads, batch=settings.batch, input_shape=input_shape,
-                      live=settings.reference_source != "golden", progress=progress)
+                      live=settings.reference_source != "golden", progress=progress,
+                      required=settings.reference_source == "pytorch")
     targets = _tuned(bundle, [_bundle_target(bundle, entry, input_shape) for entry in entries], settings)
     report = run_targets(targets, samples, settings, threads=threads, accuracy_meaningful=accuracy_meaningful,
                          progress=progress)
@@ -185,7 +186,8 @@ def _verify_file(path: Path, settings: VerifySettings, progress: Progress | None
         raise BadInputError("--reference-source pytorch needs torch and a checkpoint (--reference CHECKPOINT)")
     input_shape = ref.preprocess.input_shape if ref.preprocess is not None else tuple(samples.inputs.shape[1:])
     resolve_reference(samples, ref.checkpoint, threads=threads, batch=settings.batch, input_shape=input_shape,
-                      live=settings.reference_source != "golden", progress=progress)
+                      live=settings.reference_source != "golden", progress=progress,
+                      required=settings.reference_source == "pytorch")
     options = {"precision": precision, "input_shape": list(input_shape)}
     target = Target(name=path.name, path=path, format=path.suffix.lstrip(".").lower(), runtime=runtime,
                     precision=precision, options=options)
