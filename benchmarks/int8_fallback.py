@@ -79,8 +79,7 @@ def row_for(model: str, target: str, report: dict, p50: dict) -> dict:
 
 def _search_p50(record: dict) -> dict:
     """The search's own timings of the chosen mix, full int8 and fp32 (one process, one run: comparable)."""
-    chosen = next((t for t in reversed(record.get("trace") or []) if t.get("passed")), {})
-    return {"mix": chosen.get("p50_ms"), "full_int8": record.get("full_int8_p50_ms"), "fp32": record.get("fp32_p50_ms")}
+    return {"mix": record.get("p50_ms"), "full_int8": record.get("full_int8_p50_ms"), "fp32": record.get("fp32_p50_ms")}
 
 
 def _speedup_kept(record: dict) -> float | None:

@@ -124,11 +124,22 @@ class BuildContext:
         labels = self.data.golden_labels if self.data.labels_meaningful else None
         request = SearchRequest(gate=gate, inputs=self.data.golden_inputs, reference=self.reference, labels=labels,
                                 input_shape=tuple(self.preprocess.input_shape), budget_s=self.request.search_budget,
-                                fallback=self.request.fallback and self.loaded.accuracy_meaningful, stage=self.stage)
+                                fallback=self.request.fallback and self.loaded.accuracy_meaningful, stage=self.stage,
+                                **self._timing_rule())
         decision = search_int8(request, plan, recipes)
         if decision.note and self.loaded.accuracy_meaningful:
             self.warnings.append(decision.note)
         return decision, decision.manifest_record(gate, self.request.search_budget)
+
+    def _timing_rule(self) -> dict:
+        """Whether this host's latency may decide the int8 result for the profile's device."""
+        import platform
+
+        if self.profile.host_timing_decides():
+            return {"timing_decides": True}
+        return {"timing_decides": False, "timing_note": (
+            f"timed on this {platform.machine()} host for the record only: the {self.profile.name} device is "
+            f"{self.profile.cpu_arch}, where int8 kernels run differently; measure there (edgecnn bench --on)")}
 
     def calibration_record(self) -> dict | None:
         if self.precision != "int8":

@@ -22,7 +22,8 @@ else:  # pragma: no cover - Python 3.10
 PRECISIONS = ("fp32", "fp16", "int8")
 OPSET_RANGE = (11, 21)
 _TOP_LEVEL = {"description", "runtime", "precisions", "default_precision", "threads", "opset", "input",
-              "notes", "alias_of", "name", "cpu_vnni"}
+              "notes", "alias_of", "name", "cpu_vnni", "cpu_arch"}
+CPU_ARCHES = ("any", "x86_64", "aarch64")
 # What 7-bit weights cost and why they exist, said wherever a profile chooses them.
 SEVEN_BIT_NOTE = ("7-bit int8 weights (reduce_range): x86 CPUs without VNNI (AVX2 only) sum pairs of u8*s8 "
                   "products in int16 and saturate with full 8-bit weights; the price is half the weight "
@@ -67,6 +68,18 @@ class DeviceProfile:
     # Whether the CPU that runs the artifact has VNNI (AVX512_VNNI / AVX_VNNI): True, False, or None
     # for a CPU the profile does not know (then int8 weights take 7 bits, safe on every x86 CPU).
     cpu_vnni: bool | None = None
+    # The CPU architecture of the device ("any": the artifact runs anywhere, e.g. ONNX Runtime's). Where it
+    # is not this host's, the host's timing of an int8 candidate says little about the device's (XNNPACK's
+    # int8 kernels on an AVX2 x86 are slower than its fp32 ones, on an ARM board with dot-product faster).
+    cpu_arch: str = "any"
+
+    def host_timing_decides(self, machine: str | None = None) -> bool:
+        """Whether a latency measured on this host may decide for this device (same architecture)."""
+        import platform
+
+        here = (machine or platform.machine()).lower()
+        here = {"amd64": "x86_64", "arm64": "aarch64"}.get(here, here)
+        return self.cpu_arch in ("any", here)
 
     @property
     def reduce_range(self) -> bool:
@@ -105,6 +118,7 @@ class DeviceProfile:
             "input": {"max_size": self.max_size, "max_batch": self.max_batch},
             "notes": self.notes,
             "cpu_vnni": "unknown" if self.cpu_vnni is None else self.cpu_vnni,
+            "cpu_arch": self.cpu_arch,
         }
         if self.alias_of:
             payload["alias_of"] = self.alias_of
@@ -218,11 +232,14 @@ def _validate(payload: dict, path: Path, name: str) -> DeviceProfile:
     vnni = payload.get("cpu_vnni", "unknown")
     if vnni not in (True, False, "unknown"):
         raise fail("cpu_vnni", f"must be true, false or \"unknown\" (whether the target CPU has VNNI), got {vnni!r}")
+    arch = payload.get("cpu_arch", "any")
+    if arch not in CPU_ARCHES:
+        raise fail("cpu_arch", f"must be one of {', '.join(CPU_ARCHES)} (the device's CPU), got {arch!r}")
     return DeviceProfile(
         name=name, description=payload["description"], runtime=runtime, precisions=tuple(precisions),
         default_precision=default, threads=threads, opset=opset, max_size=limits["max_size"],
         max_batch=limits["max_batch"], path=path, notes=notes, settings=settings,
-        cpu_vnni=None if vnni == "unknown" else vnni,
+        cpu_vnni=None if vnni == "unknown" else vnni, cpu_arch=arch,
     )
 
 

@@ -182,6 +182,31 @@ def test_digits_models_need_no_fallback(cli, lenet_checkpoint, tmp_path):
     assert record["recipe"]["reduce_range"] is True
 
 
+@pytest.mark.parametrize("target,decides", [("onnx", True), ("arm", False)])
+def test_plain_int8_slower_than_fp32_is_kept_with_a_warning_where_this_host_times_the_device(
+        cli, lenet_checkpoint, tmp_path, monkeypatch, target, decides):
+    """Plain int8 was asked for, so it stays; on an x86 host an arm board's speed is not measured, so the
+    host's timing decides nothing there (XNNPACK int8 on AVX2 is slower than fp32, on ARM faster)."""
+    if target == "arm":
+        pytest.importorskip("litert_torch")
+    from edgecnn.quantize import fallback
+
+    monkeypatch.setattr(fallback._Measure, "p50_ms", lambda self, path, precision="int8":
+                        1.0 if precision == "fp32" else 2.0)
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
+    out = tmp_path / f"lenet-{target}"
+    result = cli("export", str(lenet_checkpoint), "--target", target, "--precision", "int8", "--out", str(out))
+    assert result.exit_code == 0, result.stderr + result.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    record = _int8(out)["int8"]
+    assert record["status"] == "int8" and record["timing"]["full_int8_faster_than_fp32"] is False
+    assert record["timing"]["decides"] is decides
+    warned = any("no faster than fp32" in w for w in manifest["warnings"])
+    assert warned is decides
+    if not decides:
+        assert "aarch64" in record["timing"]["note"] and "bench --on" in record["timing"]["note"]
+
+
 def test_search_never_picks_a_mix_slower_than_fp32():
     from edgecnn.quantize.gate import Score
     from edgecnn.quantize.search import Budget, Layer, Trial, search_fallback
@@ -238,6 +263,18 @@ def test_keep_in_float_removes_only_that_layers_qdq_and_restores_folded_activati
     session = ort.InferenceSession(floated.SerializeToString(), providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: images})[0]
     assert np.abs(got - reference).max() < 0.2 * np.abs(reference).max()
+
+
+def test_profiles_say_which_cpu_architecture_the_device_has(tmp_path):
+    from edgecnn.profiles import ProfileError, load_profile
+
+    assert load_profile("arm").cpu_arch == "aarch64" and load_profile("jetson").cpu_arch == "aarch64"
+    assert load_profile("x86").host_timing_decides("x86_64") and not load_profile("x86").host_timing_decides("aarch64")
+    assert load_profile("onnx").host_timing_decides("aarch64") and not load_profile("rpi5").host_timing_decides("AMD64")
+    bad = tmp_path / "bad.toml"
+    bad.write_text(load_profile("onnx").path.read_text().replace('cpu_arch = "any"', 'cpu_arch = "riscv"'))
+    with pytest.raises(ProfileError, match="cpu_arch"):
+        load_profile(bad)
 
 
 def test_profiles_say_whether_the_cpu_has_vnni(tmp_path):

@@ -255,12 +255,14 @@ def int8_summary(artifact: str, record: dict) -> str:
         names = ", ".join(f["user_name"] for f in floats[:6]) + (" ..." if len(floats) > 6 else "")
         text += f"; {len(floats)} layer(s) kept in float to pass the gate: {names}"
     timed = [(label, record.get(key)) for label, key in (("full int8", "full_int8_p50_ms"), ("fp32", "fp32_p50_ms"))]
-    chosen = next((t for t in reversed(record.get("trace") or []) if t.get("passed")), None)
-    if chosen and chosen.get("p50_ms") is not None:
-        timed.insert(0, ("this artifact", chosen["p50_ms"]))
+    if record.get("p50_ms") is not None and floats:
+        timed.insert(0, ("this artifact", record["p50_ms"]))
     if any(v is not None for _, v in timed):
         text += "; p50 batch 1 on this host (median, >= 1 s timed): " + ", ".join(
             f"{label} {value:.2f} ms" for label, value in timed if value is not None)
+        timing = record.get("timing") or {}
+        if timing.get("decides") is False and timing.get("note"):
+            text += f" ({timing['note']})"
     text += f"; search {record.get('search_s', 0):.0f} s of {record.get('search_budget_s', 0):.0f} s"
     return text
 

@@ -38,6 +38,10 @@ class SearchRequest:
     budget_s: float = DEFAULT_SEARCH_BUDGET_S
     fallback: bool = True
     stage: Stage = field(default=lambda message: None)
+    # Whether this host's timing may decide (the device has this host's CPU architecture); when not, the
+    # candidates are still timed and recorded, and `timing_note` says why the timing did not decide.
+    timing_decides: bool = True
+    timing_note: str = ""
 
 
 @dataclass
@@ -82,11 +86,14 @@ class Int8Decision:
     seconds: float
     note: str = ""
 
+    timing: dict = field(default_factory=dict)  # {"decides": bool, "note": why not}
+    p50_ms: float | None = None  # the kept artifact's (chosen trial's) p50 on this host
+
     def manifest_record(self, gate: Gate, budget_s: float) -> dict[str, Any]:
-        return {"status": self.status, "recipe": self.recipe, "gate": gate.to_dict(),
+        return {"status": self.status, "recipe": self.recipe, "gate": gate.to_dict(), "timing": self.timing,
                 "layers_in_float": self.float_layers, "search_budget_s": budget_s,
                 "search_s": round(self.seconds, 2), "fp32_p50_ms": _ms(self.fp32_p50_ms),
-                "full_int8_p50_ms": _ms(self.full_int8_p50_ms), "trace": self.trace,
+                "full_int8_p50_ms": _ms(self.full_int8_p50_ms), "p50_ms": _ms(self.p50_ms), "trace": self.trace,
                 "sensitivity": self.sensitivity, "note": self.note}
 
 
@@ -150,6 +157,7 @@ class _Run:
     names: dict[str, str]
     fp32_p50: float | None
     budget: Budget
+    rule_p50: float | None = None  # fp32_p50 where this host's timing decides, else None
 
 
 def search_int8(request: SearchRequest, plan: Int8Plan, recipes: list[Recipe]) -> Int8Decision:
@@ -160,7 +168,14 @@ def search_int8(request: SearchRequest, plan: Int8Plan, recipes: list[Recipe]) -
     recipe_trials = _try_recipes(request, measure, recipes, budget)
     full = max(recipe_trials, key=lambda t: (t.score.passed, t.score.agreement))
     layers = plan.layers(full.artifact)
-    run = _Run(request, full, {layer.node: layer.user_name for layer in layers}, fp32_p50, budget)
+    # The fp32 latency the rule "never slower than fp32" compares with; None where it cannot decide.
+    rule_p50 = fp32_p50 if request.timing_decides else None
+    run = _Run(request, full, {layer.node: layer.user_name for layer in layers}, fp32_p50, budget, rule_p50)
+    if full.score.passed and _slower(full, rule_p50):
+        # Plain int8 is what was asked for, so it is kept; the rule binds the mixes the search chooses.
+        note = (f"int8 passes the gate but runs no faster than fp32 on this host (p50 {full.p50_ms:.2f} ms vs "
+                f"{fp32_p50:.2f} ms): the fp32 artifact may be the better choice here")
+        return _decision(run, "int8", recipe_trials, layers, full, note=note)
     if full.score.passed or not request.fallback or not layers or plan.no_fallback_reason:
         status = "int8" if full.score.passed else "unchecked"
         note = "" if full.score.passed or not plan.no_fallback_reason else (
@@ -183,10 +198,10 @@ def search_int8(request: SearchRequest, plan: Int8Plan, recipes: list[Recipe]) -
         path = plan.make(full.artifact, nodes, _candidate_path(plan, full.artifact, f"mix{next(counter)}"))
         return measure.trial(f"{len(nodes)} layer(s) in float", path, nodes, full.recipe)
 
-    outcome = search_fallback(ranking, full, try_mix, budget=budget, fp32_p50_ms=fp32_p50, stage=request.stage)
+    outcome = search_fallback(ranking, full, try_mix, budget=budget, fp32_p50_ms=rule_p50, stage=request.stage)
     trace = recipe_trials[:-1] + outcome.trace if len(recipe_trials) > 1 else outcome.trace
     if outcome.status == "passed" and plan.requantize is not None:
-        outcome = _requantized(measure, plan, full, outcome, trace, fp32_p50)
+        outcome = _requantized(measure, plan, full, outcome, trace, rule_p50)
     return _finish(run, outcome, trace, ranking)
 
 
@@ -206,10 +221,14 @@ def _requantized(measure: _Measure, plan: Int8Plan, full: Trial, outcome: Search
     trial = measure.trial(f"{len(chosen.float_layers)} layer(s) excluded, quantized again", path,
                           chosen.float_layers, recipe)
     trace.append(trial)
-    faster = fp32_p50 is None or trial.p50_ms is None or trial.p50_ms < fp32_p50
-    if trial.score.passed and faster:
+    if trial.score.passed and not _slower(trial, fp32_p50):
         return SearchOutcome("passed", trial, outcome.trace, trial)
     return outcome
+
+
+def _slower(trial: Trial, fp32_p50: float | None) -> bool:
+    """Timed no faster than fp32 (never when either was not timed or the timing does not decide)."""
+    return fp32_p50 is not None and trial.p50_ms is not None and trial.p50_ms >= fp32_p50
 
 
 def _candidate_path(plan: Int8Plan, full: Path, tag: str) -> Path:
@@ -264,4 +283,13 @@ def _decision(run: _Run, status: str, trace: list[Trial], layers: list[Layer], c
                         recipe=dict(chosen.recipe or full.recipe), float_layers=floats,
                         trace=[t.to_dict(names) for t in trace], sensitivity=[x.to_dict() for x in ranked[:TOP_LAYERS]],
                         fp32_p50_ms=run.fp32_p50, full_int8_p50_ms=full.p50_ms, seconds=run.budget.spent(),
-                        note=note)
+                        note=note, timing=_timing(run), p50_ms=chosen.p50_ms)
+
+
+def _timing(run: _Run) -> dict[str, Any]:
+    request = run.request
+    if run.fp32_p50 is None:
+        return {"decides": False, "note": "not timed on this host"}
+    faster = None if run.full.p50_ms is None else run.full.p50_ms < run.fp32_p50
+    return {"decides": request.timing_decides, "full_int8_faster_than_fp32": faster,
+            "note": "" if request.timing_decides else request.timing_note}
