@@ -44,7 +44,19 @@ def int8_plan(ctx: "BuildContext", fp32_path, *, runtime: str = "onnxruntime"):
 
     inputs = ctx.data.golden_inputs
     return Int8Plan(runtime=runtime, fp32_path=fp32_path, scratch=ctx.scratch / runtime,
-                    layers=lambda full: onnx_layers(full, fp32_path, inputs), make=FloatFallback(fp32_path))
+                    layers=lambda full: onnx_layers(full, fp32_path, inputs), make=FloatFallback(fp32_path),
+                    requantize=lambda recipe, nodes, out: requantize(ctx, fp32_path, recipe, nodes, out))
+
+
+def requantize(ctx: "BuildContext", fp32_path, recipe: dict, nodes: tuple[str, ...], out):
+    """The chosen layers excluded by quantize_static itself (nodes_to_exclude), calibrated again without them."""
+    from edgecnn.backends.onnxruntime.quantize import quantize_onnx_int8
+
+    ctx.stage(f"quantizing again with ONNX Runtime, {len(nodes)} layer(s) excluded")
+    q = quantize_onnx_int8(fp32_path, out, ctx.data.calibration, method=recipe["method"],
+                           reduce_range=recipe["reduce_range"], nodes_to_exclude=nodes)
+    _float_logits(q.path)
+    return q.path
 
 
 def ort_recipes(ctx: "BuildContext", fp32_path) -> list:

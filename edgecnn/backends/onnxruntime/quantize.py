@@ -250,7 +250,8 @@ def _extra_options(options: _Options, *, n_batches: int, batch_size: int) -> dic
 
 
 def _quantize_static_quietly(
-    quantization, prepared: Path, output: Path, *, reader, options: _Options, batch_size: int
+    quantization, prepared: Path, output: Path, *, reader, options: _Options, batch_size: int,
+    nodes_to_exclude: tuple[str, ...] = (),
 ) -> float:
     """Calibrate and quantize `prepared` into `output`, muting ORT's chatter; seconds taken."""
     calibrate_method = {
@@ -279,10 +280,20 @@ def _quantize_static_quietly(
                 weight_type=getattr(quantization.QuantType, options.weight_type),
                 calibrate_method=calibrate_method,
                 extra_options=extra_options,
+                nodes_to_exclude=list(nodes_to_exclude),
             )
     finally:
         quant_logger.setLevel(previous_level)
     return time.perf_counter() - started
+
+
+def _check_node_names(onnx, graph_path: Path, names: tuple[str, ...]) -> None:
+    if not names:
+        return
+    present = {node.name for node in onnx.load(str(graph_path), load_external_data=False).graph.node}
+    missing = [name for name in names if name not in present]
+    if missing:
+        raise BadInputError(f"nodes to keep in float not in the graph: {', '.join(missing[:5])}")
 
 
 def _publish(source: Path, output_path: Path) -> None:
@@ -310,11 +321,14 @@ def quantize_onnx_int8(
     batch_size: int = 8,
     preprocess: bool = True,
     progress: Progress | None = None,
+    nodes_to_exclude: tuple[str, ...] = (),
 ) -> OrtInt8Result:
     """Quantize the fp32 ONNX model at `onnx_path` to a static QDQ INT8 model at `output_path`.
 
     `calibration_batches` is a preprocessed float32 NCHW array (typically 300 images).
     `symmetric=True` gives the TensorRT flavour (int8 everywhere, zero points 0, float bias).
+    `nodes_to_exclude` (node names of the pre-processed graph, which the quantized graph keeps) stay float;
+    a name the graph does not have is refused, so a typo cannot silently exclude nothing.
     """
     onnx = require("onnx", "export", "ONNX INT8 quantization")
     quantization = require("onnxruntime.quantization", "export", "ONNX INT8 quantization")
@@ -335,11 +349,13 @@ def quantize_onnx_int8(
         prepared, quantized = Path(workdir) / "prepared.onnx", Path(workdir) / "quantized.onnx"
         preprocess_s = _prepare(onnx_path, prepared, preprocess=preprocess)
         nodes_before = op_counts(prepared)
+        _check_node_names(onnx, prepared, nodes_to_exclude)
         reader = _calibration_reader(
             quantization.CalibrationDataReader, input_name, images, batch_size, progress
         )
         quantize_s = _quantize_static_quietly(
-            quantization, prepared, quantized, reader=reader, options=options, batch_size=batch_size
+            quantization, prepared, quantized, reader=reader, options=options, batch_size=batch_size,
+            nodes_to_exclude=tuple(nodes_to_exclude),
         )
         nodes_after = op_counts(quantized)
         _publish(quantized, output_path)
