@@ -199,7 +199,7 @@ def search_int8(request: SearchRequest, plan: Int8Plan, recipes: list[Recipe]) -
         return measure.trial(f"{len(nodes)} layer(s) in float", path, nodes, full.recipe)
 
     outcome = search_fallback(ranking, full, try_mix, budget=budget, fp32_p50_ms=rule_p50, stage=request.stage)
-    trace = recipe_trials[:-1] + outcome.trace if len(recipe_trials) > 1 else outcome.trace
+    trace = recipe_trials + outcome.trace[1:]  # outcome.trace[0] is `full`, the best of recipe_trials
     if outcome.status == "passed" and plan.requantize is not None:
         outcome = _requantized(measure, plan, full, outcome, trace, rule_p50)
     return _finish(run, outcome, trace, ranking)

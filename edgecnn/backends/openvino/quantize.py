@@ -127,10 +127,11 @@ def _dataset(nncf, images: np.ndarray, size: int, progress: Progress | None):
 
 def _run_nncf(nncf, model, dataset, *, preset: str, target_device: str, size: int,
               fast_bias_correction: bool, reduce_range: bool = True,
-              ignored_nodes: tuple[str, ...] = ()) -> tuple[Any, float]:
+              ignored_nodes: tuple[str, ...] = (), advanced: dict | None = None) -> tuple[Any, float]:
     """nncf.quantize with edgecnn's settings, quietly; the quantized model and seconds taken."""
     started = time.perf_counter()
-    extra = {"ignored_scope": nncf.IgnoredScope(names=list(ignored_nodes), validate=False)} if ignored_nodes else {}
+    # validate=True: a name the graph lacks is an error, so a wrong name cannot silently exclude nothing.
+    extra = {"ignored_scope": nncf.IgnoredScope(names=list(ignored_nodes), validate=True)} if ignored_nodes else {}
     with _quiet_nncf():
         quantized = nncf.quantize(
             model,
@@ -144,7 +145,8 @@ def _run_nncf(nncf, model, dataset, *, preset: str, target_device: str, size: in
             # Measured on an AVX2-only EPYC, MobileNet v2 on digits: first-layer-only 95.9 % top-1 vs
             # 99.3 % fp32. A profile whose CPU has VNNI (cpu_vnni = true) keeps all 8 bits.
             advanced_parameters=nncf.AdvancedQuantizationParameters(
-                overflow_fix=nncf.OverflowFix.ENABLE if reduce_range else nncf.OverflowFix.DISABLE),
+                overflow_fix=nncf.OverflowFix.ENABLE if reduce_range else nncf.OverflowFix.DISABLE,
+                **(advanced or {})),
             **extra,
         )
     return quantized, time.perf_counter() - started
@@ -163,6 +165,7 @@ def quantize_openvino_int8(
     fast_bias_correction: bool = False,
     reduce_range: bool = True,
     ignored_nodes: tuple[str, ...] = (),
+    advanced: dict | None = None,
     progress: Progress | None = None,
 ) -> OpenVinoInt8Result:
     """Quantize the ONNX or fp32 IR model at `model_path` to an INT8 IR at `xml_path` with NNCF.
@@ -170,7 +173,8 @@ def quantize_openvino_int8(
     `calibration_batches` is a preprocessed float32 NCHW array; `subset_size` defaults to all
     of it. `preset="mixed"` uses asymmetric activations (better for non-ReLU activations).
     `reduce_range` stores 7-bit weights (for CPUs without VNNI); `ignored_nodes` (OpenVINO node names)
-    stay in float (NNCF's ignored scope).
+    stay in float (NNCF's ignored scope; a name the model lacks is an error). `advanced`: more
+    AdvancedQuantizationParameters fields (e.g. SmoothQuant alphas), for measuring recipes.
     """
     with _quiet_nncf():  # importing nncf probes torch's C++ extension setup and logs about CUDA
         nncf = require("nncf", _EXTRA, "OpenVINO INT8 quantization")
@@ -190,6 +194,7 @@ def quantize_openvino_int8(
         fast_bias_correction=fast_bias_correction,
         reduce_range=reduce_range,
         ignored_nodes=tuple(ignored_nodes),
+        advanced=advanced,
     )
     # Weights are int8 already; keeping the rest fp32 keeps the quantization scales exact.
     xml, bin_ = save_ir(quantized, Path(xml_path), compress_to_fp16=False)
