@@ -166,7 +166,9 @@ def search_int8(request: SearchRequest, plan: Int8Plan, recipes: list[Recipe]) -
     measure = _Measure(request, plan)
     fp32_p50 = measure.p50_ms(plan.fp32_path, "fp32")
     recipe_trials = _try_recipes(request, measure, recipes, budget)
-    full = max(recipe_trials, key=lambda t: (t.score.passed, t.score.agreement))
+    # Of the recipes tried, one that passes and beats fp32 first (a recipe is our choice as much as a mix is).
+    rule = fp32_p50 if request.timing_decides else None
+    full = max(recipe_trials, key=lambda t: (t.score.passed and not _slower(t, rule), t.score.passed, t.score.agreement))
     layers = plan.layers(full.artifact)
     # The fp32 latency the rule "never slower than fp32" compares with; None where it cannot decide.
     rule_p50 = fp32_p50 if request.timing_decides else None

@@ -66,6 +66,13 @@ def _keep_sensitive_layers_float(ctx: "BuildContext", fp32_path: Path, qdq_path:
     plan = int8_plan(ctx, fp32_path, runtime=ONNX_RUNTIME.name)
     # ONNX Runtime's speed on a symmetric Q/DQ graph says nothing about TensorRT's: candidates are not timed.
     plan.timed = False
+
+    def requantize(recipe: dict, nodes: tuple[str, ...], out: Path) -> Path:
+        ctx.stage(f"quantizing the TensorRT Q/DQ graph again, {len(nodes)} layer(s) excluded")
+        return quantize_qdq_int8(fp32_path, out, ctx.data.calibration, method=ctx.request.calib_method,
+                                 reduce_range=recipe["reduce_range"], nodes_to_exclude=nodes).path
+
+    plan.requantize = requantize
     settings = {"method": ctx.request.calib_method, "symmetric": True, "per_channel": True}
     # 7-bit weights first (the host check then does not saturate on AVX2 CPUs); TensorRT itself runs
     # 8-bit weights at the same speed, so they are tried when 7 bits miss the gate.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -67,18 +68,21 @@ def quantize_qdq_int8(
     percentile: float = 99.999,
     reduce_range: bool = True,
     progress: "Progress | None" = None,
+    nodes_to_exclude: tuple[str, ...] = (),
 ) -> TensorRTQuantResult:
     """Write a Q/DQ INT8 ONNX model for TensorRT's explicit quantization at `out_path`.
 
     `backend="auto"` uses NVIDIA ModelOpt when it is installed and the method is one it has, else
     ONNX Runtime's quantizer. Raises CheckFailedError when the result breaks a TensorRT rule.
+    `nodes_to_exclude` (node names) stay float: TensorRT builds them in fp16/fp32.
     """
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     method = _check_arguments(onnx_path, method, backend)
     if backend == "modelopt" or (backend == "auto" and method in _MODELOPT_METHODS and _modelopt_available()):
         if method not in _MODELOPT_METHODS:
             raise BadInputError(f"ModelOpt has no {method!r} calibration: use minmax or entropy, or backend onnxruntime")
-        return _quantize_modelopt(onnx_path, out_path, calibration_batches, _MODELOPT_METHODS[method])
+        return _quantize_modelopt(onnx_path, out_path, calibration_batches, _MODELOPT_METHODS[method],
+                                  nodes_to_exclude=tuple(nodes_to_exclude))
 
     from edgecnn.backends.onnxruntime.quantize import quantize_onnx_int8
 
@@ -91,13 +95,14 @@ def quantize_qdq_int8(
                                     # ONNX Runtime check of this same graph then does not saturate
                                     # on AVX2 CPUs (8-bit: MobileNet v2 on digits dropped 1.5 points).
                                     per_channel=True, reduce_range=reduce_range, percentile=percentile,
-                                    progress=progress)
+                                    progress=progress, nodes_to_exclude=tuple(nodes_to_exclude))
         model = onnx.load(str(raw))
         removed = _place_qdq_for_tensorrt(model)
         onnx.checker.check_model(model)
         save_model(onnx, model, out_path)
     return _quant_result(onnx, out_path, source=onnx_path, backend="onnxruntime", method=method,
-                         size=result.calibration_size, removed=removed, seconds=time.perf_counter() - started)
+                         size=result.calibration_size, removed=removed, seconds=time.perf_counter() - started,
+                         excluded=tuple(nodes_to_exclude))
 
 
 def _check_arguments(onnx_path: Path, method: str, backend: str) -> str:
@@ -119,7 +124,7 @@ def _modelopt_available() -> bool:
 
 
 def _quantize_modelopt(onnx_path: Path, out_path: Path, calibration_batches: np.ndarray,
-                       modelopt_method: str) -> TensorRTQuantResult:
+                       modelopt_method: str, nodes_to_exclude: tuple[str, ...] = ()) -> TensorRTQuantResult:
     """NVIDIA ModelOpt's ONNX PTQ: its Q/DQ placement follows TensorRT's own rules."""
     quantization = require("modelopt.onnx.quantization", "export", "TensorRT Q/DQ quantization with ModelOpt")
     onnx = require("onnx", "export", "TensorRT Q/DQ quantization")
@@ -131,16 +136,21 @@ def _quantize_modelopt(onnx_path: Path, out_path: Path, calibration_batches: np.
         raw = Path(workdir) / "qdq.onnx"
         quantization.quantize(onnx_path=str(onnx_path), quantize_mode="int8", calibration_data=images,
                               calibration_method=modelopt_method, calibration_eps=["cpu"],
-                              output_path=str(raw), log_level="WARNING")
+                              output_path=str(raw), log_level="WARNING",
+                              # ModelOpt matches these as regular expressions: anchored exact names.
+                              **({"nodes_to_exclude": [f"^{re.escape(n)}$" for n in nodes_to_exclude]}
+                                 if nodes_to_exclude else {}))
         save_model(onnx, onnx.load(str(raw)), out_path)
     method = {"max": "minmax"}.get(modelopt_method, modelopt_method)
     return _quant_result(onnx, out_path, source=onnx_path, backend="modelopt", method=method,
-                         size=int(images.shape[0]), removed=0, seconds=time.perf_counter() - started)
+                         size=int(images.shape[0]), removed=0, seconds=time.perf_counter() - started,
+                         excluded=nodes_to_exclude)
 
 
 def _quant_result(onnx: Any, out_path: Path, *, source: Path, backend: str, method: str, size: int,
-                  removed: int, seconds: float) -> TensorRTQuantResult:
-    problems = check_tensorrt_qdq(out_path)
+                  removed: int, seconds: float, excluded: tuple[str, ...] = ()) -> TensorRTQuantResult:
+    # A layer excluded on purpose is what the "not fed by DequantizeLinear" rule reports: not a problem.
+    problems = [p for p in check_tensorrt_qdq(out_path) if not any(f"'{name}'" in p for name in excluded)]
     if problems:
         raise CheckFailedError(
             f"the Q/DQ model for TensorRT breaks {len(problems)} rule(s): {problems[0]}"
