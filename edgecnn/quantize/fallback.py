@@ -203,11 +203,11 @@ def search_int8(request: SearchRequest, plan: Int8Plan, recipes: list[Recipe]) -
     outcome = search_fallback(ranking, full, try_mix, budget=budget, fp32_p50_ms=rule_p50, stage=request.stage)
     trace = recipe_trials + outcome.trace[1:]  # outcome.trace[0] is `full`, the best of recipe_trials
     if outcome.status == "passed" and plan.requantize is not None:
-        outcome = _requantized(measure, plan, full, outcome, trace, rule_p50)
+        outcome = _requantized(measure, plan, full, outcome, trace=trace, fp32_p50=rule_p50)
     return _finish(run, outcome, trace, ranking)
 
 
-def _requantized(measure: _Measure, plan: Int8Plan, full: Trial, outcome: SearchOutcome, trace: list[Trial],
+def _requantized(measure: _Measure, plan: Int8Plan, full: Trial, outcome: SearchOutcome, *, trace: list[Trial],
                  fp32_p50: float | None) -> SearchOutcome:
     """The chosen layers excluded by the library's own quantizer; kept when it passes and is not slower.
 

@@ -51,7 +51,7 @@ def _quantize(ctx: "BuildContext", xml) -> tuple[float, dict | None]:
     inputs = ctx.data.golden_inputs
     plan = Int8Plan(runtime="openvino", fp32_path=fp32_xml, scratch=ctx.scratch / "openvino",
                     layers=lambda full: ov_layers(full, fp32_xml, inputs), make=keep_in_float,
-                    requantize=lambda recipe, nodes, out: _nncf(ctx, fp32_xml, out, recipe, found, nodes))
+                    requantize=lambda recipe, nodes, out: _nncf(ctx, fp32_xml, out, recipe, found=found, ignored=nodes))
     (decision, record), seconds = timed(lambda: ctx.search_int8(plan, recipes))
     q = found[decision.recipe["preset"], bool(decision.recipe.get("requantized"))]
     ctx.calibration_details["openvino"] = {"preset": q.preset, "fake_quantize_nodes": q.fake_quantize_nodes,
@@ -75,10 +75,10 @@ def _recipe(ctx: "BuildContext", fp32_xml, preset: str, found: dict):
     activations = "asymmetric" if preset == "mixed" else "symmetric"
     return Recipe(label=f"NNCF {preset} preset ({activations} activations), full bias correction, "
                         f"{settings['weight_bits']}-bit weights", settings=settings,
-                  build=lambda folder: _nncf(ctx, fp32_xml, folder / "model.int8.xml", settings, found))
+                  build=lambda folder: _nncf(ctx, fp32_xml, folder / "model.int8.xml", settings, found=found))
 
 
-def _nncf(ctx: "BuildContext", fp32_xml, out, recipe: dict, found: dict, ignored: tuple[str, ...] = ()):
+def _nncf(ctx: "BuildContext", fp32_xml, out, recipe: dict, *, found: dict, ignored: tuple[str, ...] = ()):
     """One NNCF run with a recipe's settings; `ignored` (node names) stay float (NNCF's ignored_scope)."""
     from edgecnn.backends.openvino.quantize import quantize_openvino_int8
 
