@@ -314,3 +314,28 @@ def test_profiles_say_whether_the_cpu_has_vnni(tmp_path):
     bad.write_text(text)
     with pytest.raises(ProfileError, match="cpu_vnni"):
         load_profile(str(bad))
+
+
+@pytest.mark.parametrize("n1_worth,chosen", [(0.0, ("n0", "n3")), (0.015, ("n0", "n1", "n3"))])
+def test_search_drops_the_layers_a_passing_mix_does_not_need(n1_worth, chosen):
+    """Layers interact: the ranking's prefix that passes may hold layers the mix passes without; a layer
+    is dropped only when the mix keeps its agreement (fewer layers, not fewer points)."""
+    from edgecnn.quantize.gate import Score
+    from edgecnn.quantize.search import Budget, Layer, Trial, search_fallback
+
+    tried = []
+
+    def trial(nodes):
+        tried.append(tuple(nodes))
+        agreement = 0.95  # only n0 and n3 together fix it; n1 adds n1_worth on top
+        if {"n0", "n3"} <= set(nodes):
+            agreement = 0.99 - n1_worth + (n1_worth if "n1" in nodes else 0.0)
+        score = Score(agreement=agreement, drop=0.0, top1=None, logit_mse=0.1, passed=agreement >= 0.97)
+        return Trial(label=str(len(nodes)), float_layers=tuple(nodes), score=score, p50_ms=1.0 + len(nodes),
+                     seconds=0.0)
+
+    ranking = [Layer(node=f"n{i}", op="Conv", user_name=f"m{i}") for i in range(6)]
+    outcome = search_fallback(ranking, trial(()), trial, budget=Budget(60), fp32_p50_ms=10.0)
+    assert outcome.status == "passed" and outcome.chosen.float_layers == chosen
+    assert ("n0", "n1", "n2", "n3") in tried and ("n0", "n1", "n3") in tried and ("n0", "n3") in tried
+    assert outcome.chosen in outcome.trace  # every mix tried is in the trace

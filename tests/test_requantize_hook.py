@@ -11,7 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from edgecnn.quantize.fallback import Int8Plan, _requantized
+from edgecnn.quantize import Recipe
+from edgecnn.quantize.fallback import AIM_AGREEMENT, Budget, Int8Plan, _requantized, _try_recipes
 from edgecnn.quantize.gate import Score
 from edgecnn.quantize.search import SearchOutcome, Trial
 
@@ -49,10 +50,44 @@ def test_requantized_mix_is_kept_only_when_it_passes_and_is_faster_than_fp32(tmp
     edited = _trial("2 layer(s) in float", ("a", "b"), 0.98, 3.0, tmp_path / "mix2.onnx")
     outcome = SearchOutcome("passed", edited, [full, edited], edited)
     trace = list(outcome.trace)
-    result = _requantized(_FakeMeasure(agreement, p50), plan, full, outcome, trace, fp32_p50=10.0)
+    result = _requantized(_FakeMeasure(agreement, p50), plan, full, outcome, trace=trace, fp32_p50=10.0)
     assert calls == [("minmax", ("a", "b"), "model.int8.onnx")]
     assert len(trace) == 3 and trace[-1].recipe["requantized"] is True  # the attempt is in the trace either way
     if kept == "requantized":
         assert result.chosen is trace[-1] and result.chosen.artifact.read_text() == "requantized"
     else:
         assert result.chosen is edited
+
+
+class _RecipeMeasure:
+    """Scores each recipe's file by the agreement its name carries (the real one runs it)."""
+
+    def __init__(self, plan: Int8Plan, p50: float = 1.0):
+        self.plan, self.p50 = plan, p50
+        self.request = SimpleNamespace(stage=lambda message: None)
+
+    def trial(self, label, path, floats, recipe):
+        return _trial(label, floats, float(path.read_text()), self.p50, path, recipe)
+
+
+@pytest.mark.parametrize("agreements,p50,built", [
+    ((0.99, 0.999), 1.0, 1),      # passes at the aim: the next recipe is not even built
+    ((0.973, 0.99), 1.0, 2),      # passes below the aim: the next is measured, the better one kept
+    ((0.973, 0.95), 1.0, 2),      # the next is worse (search_int8 then keeps the first)
+    ((0.99, 0.98), 20.0, 2),      # at the aim but slower than fp32: the next is measured too
+])
+def test_recipes_are_measured_until_one_passes_at_the_aim(tmp_path, agreements, p50, built):
+    assert AIM_AGREEMENT > 0.97  # above the default gate, so "passes" alone does not stop the measuring
+    plan = Int8Plan(runtime="onnxruntime", fp32_path=tmp_path / "fp32.onnx", layers=lambda p: [],
+                    make=lambda full, nodes, out: out, scratch=tmp_path)
+
+    def recipe(index: int, agreement: float) -> Recipe:
+        def build(folder: Path) -> Path:
+            (folder / "model.int8.onnx").write_text(str(agreement))
+            return folder / "model.int8.onnx"
+        return Recipe(label=f"r{index}", settings={}, build=build)
+
+    request = SimpleNamespace(stage=lambda message: None)
+    trials = _try_recipes(request, _RecipeMeasure(plan, p50), [recipe(i, a) for i, a in enumerate(agreements)],
+                          Budget(600.0), rule_p50=10.0)
+    assert [t.score.agreement for t in trials] == list(agreements[:built])

@@ -17,7 +17,7 @@ import numpy as np
 
 from edgecnn.errors import CheckFailedError
 from edgecnn.quantize.gate import Gate, Score, score
-from edgecnn.quantize.search import Budget, Layer, SearchOutcome, Trial, rank_layers, search_fallback
+from edgecnn.quantize.search import AIM_AGREEMENT, Budget, Layer, SearchOutcome, Trial, rank_layers, search_fallback
 
 DEFAULT_SEARCH_BUDGET_S = 600.0
 RANKING_SAMPLES = 64  # golden samples each single-layer sensitivity measurement runs
@@ -165,15 +165,14 @@ def search_int8(request: SearchRequest, plan: Int8Plan, recipes: list[Recipe]) -
     budget = Budget(request.budget_s)
     measure = _Measure(request, plan)
     fp32_p50 = measure.p50_ms(plan.fp32_path, "fp32")
-    recipe_trials = _try_recipes(request, measure, recipes, budget)
+    rule = fp32_p50 if request.timing_decides else None  # None where this host's timing cannot decide
+    recipe_trials = _try_recipes(request, measure, recipes, budget, rule_p50=rule)
     # Of the recipes tried, one that passes and beats fp32 first (a recipe is our choice as much as a mix is).
-    rule = fp32_p50 if request.timing_decides else None
     full = max(recipe_trials, key=lambda t: (t.score.passed and not _slower(t, rule), t.score.passed, t.score.agreement))
     layers = plan.layers(full.artifact)
-    # The fp32 latency the rule "never slower than fp32" compares with; None where it cannot decide.
-    rule_p50 = fp32_p50 if request.timing_decides else None
-    run = _Run(request, full, {layer.node: layer.user_name for layer in layers}, fp32_p50, budget, rule_p50)
-    if full.score.passed and _slower(full, rule_p50):
+    # `rule`: the fp32 latency the rule "never slower than fp32" compares with; None where it cannot decide.
+    run = _Run(request, full, {layer.node: layer.user_name for layer in layers}, fp32_p50, budget, rule)
+    if full.score.passed and _slower(full, rule):
         # Plain int8 is what was asked for, so it is kept; the rule binds the mixes the search chooses.
         note = (f"int8 passes the gate but runs no faster than fp32 on this host (p50 {full.p50_ms:.2f} ms vs "
                 f"{fp32_p50:.2f} ms): the fp32 artifact may be the better choice here")
@@ -200,10 +199,10 @@ def search_int8(request: SearchRequest, plan: Int8Plan, recipes: list[Recipe]) -
         path = plan.make(full.artifact, nodes, _candidate_path(plan, full.artifact, f"mix{next(counter)}"))
         return measure.trial(f"{len(nodes)} layer(s) in float", path, nodes, full.recipe)
 
-    outcome = search_fallback(ranking, full, try_mix, budget=budget, fp32_p50_ms=rule_p50, stage=request.stage)
+    outcome = search_fallback(ranking, full, try_mix, budget=budget, fp32_p50_ms=rule, stage=request.stage)
     trace = recipe_trials + outcome.trace[1:]  # outcome.trace[0] is `full`, the best of recipe_trials
     if outcome.status == "passed" and plan.requantize is not None:
-        outcome = _requantized(measure, plan, full, outcome, trace=trace, fp32_p50=rule_p50)
+        outcome = _requantized(measure, plan, full, outcome, trace=trace, fp32_p50=rule)
     return _finish(run, outcome, trace, ranking)
 
 
@@ -239,8 +238,10 @@ def _candidate_path(plan: Int8Plan, full: Path, tag: str) -> Path:
     return folder / f"{tag}{''.join(full.suffixes) or full.suffix}"
 
 
-def _try_recipes(request: SearchRequest, measure: _Measure, recipes: list[Recipe], budget: Budget) -> list[Trial]:
-    """Each recipe in order until one passes (the first always runs; the rest while the budget lasts)."""
+def _try_recipes(request: SearchRequest, measure: _Measure, recipes: list[Recipe], budget: Budget, *,
+                 rule_p50: float | None) -> list[Trial]:
+    """Each recipe in order until one passes at AIM_AGREEMENT and is not slower than fp32 (the first
+    always runs; the rest while half the budget is left)."""
     trials: list[Trial] = []
     for index, recipe in enumerate(recipes):
         if index and budget.left() < budget.seconds / 2:
@@ -250,7 +251,8 @@ def _try_recipes(request: SearchRequest, measure: _Measure, recipes: list[Recipe
         folder.mkdir(parents=True, exist_ok=True)
         path = recipe.build(folder)
         trials.append(measure.trial(f"recipe: {recipe.label}", path, (), {"label": recipe.label, **recipe.settings}))
-        if trials[-1].score.passed:
+        last = trials[-1]
+        if last.score.passed and last.score.agreement >= AIM_AGREEMENT and not _slower(last, rule_p50):
             break
     return trials
 
