@@ -43,6 +43,7 @@ class Budget:
 # NNCF mixed 96.7 %, performance 97.3 %), and digits models, at 99-100 %, stop at the first as before.
 AIM_AGREEMENT = 0.985
 
+
 @dataclass
 class Layer:
     """One quantized layer and what it costs (sqnr_db of its int8 output vs fp32; gain when kept float)."""
