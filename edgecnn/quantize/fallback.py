@@ -18,6 +18,7 @@ import numpy as np
 from edgecnn.errors import CheckFailedError
 from edgecnn.quantize.gate import Gate, Score, score
 from edgecnn.quantize.search import AIM_AGREEMENT, Budget, Layer, SearchOutcome, Trial, rank_layers, search_fallback
+from edgecnn.quantize.timing import interleaved_p50, is_close
 
 DEFAULT_SEARCH_BUDGET_S = 600.0
 RANKING_SAMPLES = 64  # golden samples each single-layer sensitivity measurement runs
@@ -139,6 +140,13 @@ class _Measure:
             runner.close()
         return float(np.median(samples)) / 1e6 / batch
 
+    def settle(self, trial: Trial, fp32_p50: float | None) -> None:
+        """A candidate within 10 % of fp32 is timed again side by side with it, so drift does not decide."""
+        if trial.interleaved is None and trial.artifact is not None and is_close(trial.p50_ms, fp32_p50):
+            self.request.stage(f"INT8: {trial.label} runs within 10 % of fp32; timing both side by side")
+            trial.interleaved = interleaved_p50(self.plan.runtime, trial.artifact, self.plan.fp32_path,
+                                                self.request.inputs, self.options)
+
     def trial(self, label: str, path: Path, floats: tuple[str, ...], recipe: dict) -> Trial:
         import time
 
@@ -172,10 +180,12 @@ def search_int8(request: SearchRequest, plan: Int8Plan, recipes: list[Recipe]) -
     layers = plan.layers(full.artifact)
     # `rule`: the fp32 latency the rule "never slower than fp32" compares with; None where it cannot decide.
     run = _Run(request, full, {layer.node: layer.user_name for layer in layers}, fp32_p50, budget, rule)
+    if full.score.passed:
+        measure.settle(full, rule)
     if full.score.passed and _slower(full, rule):
         # Plain int8 is what was asked for, so it is kept; the rule binds the mixes the search chooses.
-        note = (f"int8 passes the gate but runs no faster than fp32 on this host (p50 {full.p50_ms:.2f} ms vs "
-                f"{fp32_p50:.2f} ms): the fp32 artifact may be the better choice here")
+        note = (f"int8 passes the gate but runs no faster than fp32 on this host ({_versus(full, fp32_p50)}): "
+                "the fp32 artifact may be the better choice here")
         return _decision(run, "int8", recipe_trials, layers, full, note=note)
     if full.score.passed or not request.fallback or not layers or plan.no_fallback_reason:
         status = "int8" if full.score.passed else "unchecked"
@@ -199,7 +209,8 @@ def search_int8(request: SearchRequest, plan: Int8Plan, recipes: list[Recipe]) -
         path = plan.make(full.artifact, nodes, _candidate_path(plan, full.artifact, f"mix{next(counter)}"))
         return measure.trial(f"{len(nodes)} layer(s) in float", path, nodes, full.recipe)
 
-    outcome = search_fallback(ranking, full, try_mix, budget=budget, fp32_p50_ms=rule, stage=request.stage)
+    outcome = _settled(measure, search_fallback(ranking, full, try_mix, budget=budget, fp32_p50_ms=rule,
+                                                stage=request.stage), rule)
     trace = recipe_trials + outcome.trace[1:]  # outcome.trace[0] is `full`, the best of recipe_trials
     if outcome.status == "passed" and plan.requantize is not None:
         outcome = _requantized(measure, plan, full, outcome, trace=trace, fp32_p50=rule)
@@ -222,14 +233,34 @@ def _requantized(measure: _Measure, plan: Int8Plan, full: Trial, outcome: Search
     trial = measure.trial(f"{len(chosen.float_layers)} layer(s) excluded, quantized again", path,
                           chosen.float_layers, recipe)
     trace.append(trial)
+    if trial.score.passed:
+        measure.settle(trial, fp32_p50)
     if trial.score.passed and not _slower(trial, fp32_p50):
         return SearchOutcome("passed", trial, outcome.trace, trial)
     return outcome
 
 
+def _settled(measure: _Measure, outcome: SearchOutcome, fp32_p50: float | None) -> SearchOutcome:
+    """The search's passing mix, decided again against fp32 by a side-by-side timing when it was close."""
+    candidate = outcome.chosen if outcome.status == "passed" else outcome.best if outcome.status == "slower" else None
+    if candidate is None:
+        return outcome
+    measure.settle(candidate, fp32_p50)
+    if _slower(candidate, fp32_p50):
+        return SearchOutcome("slower", None, outcome.trace, candidate)
+    return SearchOutcome("passed", candidate, outcome.trace, candidate)
+
+
+def _versus(trial: Trial, fp32_p50: float) -> str:
+    if trial.interleaved:
+        side = trial.interleaved
+        return f"p50 {side['p50_ms']:.2f} ms vs {side['fp32_p50_ms']:.2f} ms, timed side by side"
+    return f"p50 {trial.p50_ms:.2f} ms vs {fp32_p50:.2f} ms"
+
+
 def _slower(trial: Trial, fp32_p50: float | None) -> bool:
     """Timed no faster than fp32 (never when either was not timed or the timing does not decide)."""
-    return fp32_p50 is not None and trial.p50_ms is not None and trial.p50_ms >= fp32_p50
+    return trial.slower_than(fp32_p50)
 
 
 def _candidate_path(plan: Int8Plan, full: Path, tag: str) -> Path:
@@ -270,7 +301,7 @@ def _finish(run: _Run, outcome: SearchOutcome, trace: list[Trial], ranking: list
     if outcome.status == "slower":
         chosen = outcome.best
         note = (f"int8 with {len(chosen.float_layers)} layer(s) in float passes the gate but runs slower than fp32 "
-                f"on this host (p50 {chosen.p50_ms:.2f} ms vs {fp32_p50:.2f} ms): no int8 artifact kept, use fp32")
+                f"on this host ({_versus(chosen, fp32_p50)}): no int8 artifact kept, use fp32")
         return _decision(run, "slower", trace, ranking, chosen, note=note, artifact=None)
     return _decision(run, "fallback", trace, ranking, outcome.chosen)
 
