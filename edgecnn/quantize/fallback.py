@@ -165,7 +165,6 @@ class _Run:
     names: dict[str, str]
     fp32_p50: float | None
     budget: Budget
-    rule_p50: float | None = None  # fp32_p50 where this host's timing decides, else None
 
 
 def search_int8(request: SearchRequest, plan: Int8Plan, recipes: list[Recipe]) -> Int8Decision:
@@ -173,16 +172,17 @@ def search_int8(request: SearchRequest, plan: Int8Plan, recipes: list[Recipe]) -
     budget = Budget(request.budget_s)
     measure = _Measure(request, plan)
     fp32_p50 = measure.p50_ms(plan.fp32_path, "fp32")
-    rule = fp32_p50 if request.timing_decides else None  # None where this host's timing cannot decide
+    # The fp32 latency the rule "never slower than fp32" compares with; None where this host cannot decide.
+    rule = fp32_p50 if request.timing_decides else None
     recipe_trials = _try_recipes(request, measure, recipes, budget, rule_p50=rule)
     # Of the recipes tried, one that passes and beats fp32 first (a recipe is our choice as much as a mix is).
-    full = max(recipe_trials, key=lambda t: (t.score.passed and not _slower(t, rule), t.score.passed, t.score.agreement))
+    full = max(recipe_trials, key=lambda t: (t.score.passed and not t.slower_than(rule), t.score.passed,
+                                             t.score.agreement))
     layers = plan.layers(full.artifact)
-    # `rule`: the fp32 latency the rule "never slower than fp32" compares with; None where it cannot decide.
-    run = _Run(request, full, {layer.node: layer.user_name for layer in layers}, fp32_p50, budget, rule)
+    run = _Run(request, full, {layer.node: layer.user_name for layer in layers}, fp32_p50, budget)
     if full.score.passed:
         measure.settle(full, rule)
-    if full.score.passed and _slower(full, rule):
+    if full.score.passed and full.slower_than(rule):
         # Plain int8 is what was asked for, so it is kept; the rule binds the mixes the search chooses.
         note = (f"int8 passes the gate but runs no faster than fp32 on this host ({_versus(full, fp32_p50)}): "
                 "the fp32 artifact may be the better choice here")
@@ -235,7 +235,7 @@ def _requantized(measure: _Measure, plan: Int8Plan, full: Trial, outcome: Search
     trace.append(trial)
     if trial.score.passed:
         measure.settle(trial, fp32_p50)
-    if trial.score.passed and not _slower(trial, fp32_p50):
+    if trial.score.passed and not trial.slower_than(fp32_p50):
         return SearchOutcome("passed", trial, outcome.trace, trial)
     return outcome
 
@@ -246,7 +246,7 @@ def _settled(measure: _Measure, outcome: SearchOutcome, fp32_p50: float | None) 
     if candidate is None:
         return outcome
     measure.settle(candidate, fp32_p50)
-    if _slower(candidate, fp32_p50):
+    if candidate.slower_than(fp32_p50):
         return SearchOutcome("slower", None, outcome.trace, candidate)
     return SearchOutcome("passed", candidate, outcome.trace, candidate)
 
@@ -256,11 +256,6 @@ def _versus(trial: Trial, fp32_p50: float) -> str:
         side = trial.interleaved
         return f"p50 {side['p50_ms']:.2f} ms vs {side['fp32_p50_ms']:.2f} ms, timed side by side"
     return f"p50 {trial.p50_ms:.2f} ms vs {fp32_p50:.2f} ms"
-
-
-def _slower(trial: Trial, fp32_p50: float | None) -> bool:
-    """Timed no faster than fp32 (never when either was not timed or the timing does not decide)."""
-    return trial.slower_than(fp32_p50)
 
 
 def _candidate_path(plan: Int8Plan, full: Path, tag: str) -> Path:
@@ -283,7 +278,7 @@ def _try_recipes(request: SearchRequest, measure: _Measure, recipes: list[Recipe
         path = recipe.build(folder)
         trials.append(measure.trial(f"recipe: {recipe.label}", path, (), {"label": recipe.label, **recipe.settings}))
         last = trials[-1]
-        if last.score.passed and last.score.agreement >= AIM_AGREEMENT and not _slower(last, rule_p50):
+        if last.score.passed and last.score.agreement >= AIM_AGREEMENT and not last.slower_than(rule_p50):
             break
     return trials
 
