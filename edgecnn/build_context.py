@@ -4,7 +4,9 @@ the bundle being written (`BuildContext`).
 A backend's `build(ctx)` writes its artifacts with `ctx.writer.path(...)` and records each with
 `ctx.add(...)`, which checks it against the reference logits (PyTorch fp32, or an ONNX source's original
 file in ONNX Runtime) on the golden set through the backend's own Runner: the same code that runs it on
-the device. Build steps that need a torch module take `ctx.torch_model`.
+the device, handed in by the pipeline as `measure` (this module sits below the backends and imports no
+runner). Build steps that need a torch module take `ctx.torch_model`. INT8 is not a build step's
+business: the pipeline runs it (edgecnn.pipeline.int8) with the backend's declared INT8 method.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import numpy as np
 from edgecnn.bundle import BundleWriter, artifact_entry
 from edgecnn.errors import BadInputError
 from edgecnn.profiles import DeviceProfile
+from edgecnn.quantize import DEFAULT_SEARCH_BUDGET_S
+from edgecnn.stages import Stage
 
 # Export-time parity gates. fp32/fp16 must reproduce PyTorch; int8 is only refused here when it
 # is plainly broken (verify holds the real accuracy gate, with thresholds the user can set).
@@ -26,8 +30,6 @@ EXPORT_MIN_AGREEMENT = {"fp32": 0.995, "fp16": 0.98, "int8": 0.80}
 PARITY_BATCH = 32
 DEFAULT_CALIB_SIZE = 300
 DEFAULT_GOLDEN_SIZE = 300
-
-Stage = Callable[[str], None]
 
 
 @dataclass
@@ -62,7 +64,7 @@ class ExportRequest:
     # INT8 held to verify's gate at export: when it misses, the most sensitive layers are kept in float
     # (edgecnn.quantize), within search_budget seconds. None: verify's int8 default.
     fallback: bool = True
-    search_budget: float = 600.0
+    search_budget: float = DEFAULT_SEARCH_BUDGET_S
     max_drop: float | None = None
     min_agreement: float | None = None
 
@@ -102,6 +104,10 @@ class BuildContext:
     calibration_details: dict = field(default_factory=dict)
     extra_manifest: dict = field(default_factory=dict)  # runtime-specific manifest sections
     deferred: list = field(default_factory=list)  # run on the finished bundle folder
+    # Handed in by the pipeline (above the runners): logits of a file through its Runner
+    # (edgecnn.bench.candidates.RunnerMeasure), and an edgecnn ONNX graph as a torch module (onnx2torch).
+    measure: Any = None
+    onnx_to_torch: Callable[..., Any] | None = None
     _from_torchscript: Any = None  # a TorchScript model's onnx2torch module, converted once
 
     @property
@@ -112,34 +118,6 @@ class BuildContext:
     @property
     def input_record(self) -> dict:
         return {"shape": list(self.preprocess.input_shape), "layout": "NCHW", "dtype": "float32"}
-
-    def search_int8(self, plan, recipes):
-        """Choose the INT8 recipe and the layers kept in float by measurement on the golden set
-        (edgecnn.quantize.search_int8); the decision is noted in the warnings when it changes the result."""
-        from edgecnn.quantize import Gate, SearchRequest, search_int8
-
-        if self.request.search_budget <= 0:
-            raise BadInputError(f"--search-budget must be more than 0 seconds, got {self.request.search_budget:g}")
-        gate = Gate.for_int8(max_drop=self.request.max_drop, min_agreement=self.request.min_agreement)
-        labels = self.data.golden_labels if self.data.labels_meaningful else None
-        request = SearchRequest(gate=gate, inputs=self.data.golden_inputs, reference=self.reference, labels=labels,
-                                input_shape=tuple(self.preprocess.input_shape), budget_s=self.request.search_budget,
-                                fallback=self.request.fallback and self.loaded.accuracy_meaningful, stage=self.stage,
-                                **self._timing_rule())
-        decision = search_int8(request, plan, recipes)
-        if decision.note and self.loaded.accuracy_meaningful:
-            self.warnings.append(decision.note)
-        return decision, decision.manifest_record(gate, self.request.search_budget)
-
-    def _timing_rule(self) -> dict:
-        """Whether this host's latency may decide the int8 result for the profile's device."""
-        import platform
-
-        if self.profile.host_timing_decides():
-            return {"timing_decides": True}
-        return {"timing_decides": False, "timing_note": (
-            f"timed on this {platform.machine()} host for the record only: the {self.profile.name} device is "
-            f"{self.profile.cpu_arch}, where int8 kernels run differently; measure there (edgecnn bench --on)")}
 
     def calibration_record(self) -> dict | None:
         if self.precision != "int8":
@@ -195,9 +173,7 @@ class BuildContext:
         A TorchScript module is not one the tracing converters take: it goes through its own ONNX
         export and onnx2torch, the same road an ONNX source takes.
         """
-        from edgecnn.backends import label
-
-        what = f"target {self.profile.name} ({label(self.profile.backend.name)})"
+        what = f"target {self.profile.name} ({self.profile.backend.label})"
         try:
             model = self.loaded.model
             import torch  # loaded already: the model is a torch module
@@ -205,11 +181,9 @@ class BuildContext:
             if not isinstance(model, torch.jit.ScriptModule):
                 return model
             if self._from_torchscript is None:  # one conversion for every precision the target builds
-                from edgecnn.sources.onnx_graph import torch_module_from_onnx
-
                 path = self.scratch / "torchscript-for-conversion.onnx"
                 self.onnx_fp32(path)
-                self._from_torchscript = torch_module_from_onnx(path, what=what)
+                self._from_torchscript = self.onnx_to_torch(path, what=what)
             return self._from_torchscript
         except BadInputError as exc:
             raise BadInputError(f"{what}: {exc}") from None
@@ -240,14 +214,12 @@ class BuildContext:
                           "layers_in_float": int(extra.get("layers_in_float") or 0), "int8": extra.get("int8")})
 
     def _parity(self, path: Path, *, what: str, runtime: str, precision: str, batch: Any) -> dict:
-        from edgecnn.inference import run_logits
         from edgecnn.compare import compare_logits, enforce, top1
 
         self.stage(f"checking {what} against {self.reference_label} on {len(self.reference)} samples")
-        candidate, _ = run_logits(runtime, path, self.data.golden_inputs, threads=None,
-                                  batch=batch if isinstance(batch, int) else PARITY_BATCH,
-                                  # the precision as bench and verify pass it, so the check runs the artifact as they do
-                                  options={"input_shape": list(self.preprocess.input_shape), "precision": precision})
+        # the precision as bench and verify pass it, so the check runs the artifact as they do
+        candidate = self.measure.logits(runtime, path, self.data.golden_inputs, precision=precision,
+                                        batch=batch if isinstance(batch, int) else PARITY_BATCH)
         result = compare_logits(self.reference, candidate)
         parity = result.to_dict()
         if self.data.labels_meaningful:

@@ -33,7 +33,7 @@ SEVEN_BIT_NOTE = ("7-bit int8 weights (reduce_range): x86 CPUs without VNNI (AVX
 
 def _deploy_backends() -> dict:
     """Runtime name -> Backend for every export target runtime (the registry decides, not this module)."""
-    from edgecnn.backends import backends
+    from edgecnn.registry import backends
 
     return {b.name: b for b in backends(deploy_only=True)}
 
@@ -96,7 +96,7 @@ class DeviceProfile:
 
     @property
     def backend(self):
-        from edgecnn.backends import get_backend
+        from edgecnn.registry import get_backend
 
         return get_backend(self.runtime)
 

@@ -1,9 +1,10 @@
 """The package's shape, checked: one-way imports, no cycles, modules and functions a person can hold.
 
-Nodes of the import graph are edgecnn's top-level modules and its (sub)packages: a module belongs to
-the deepest package that holds it, so each backend (`edgecnn.backends.onnxruntime`, ...) is its own
-node beside the registry (`edgecnn.backends`). Imports inside functions count; imports under
-`if TYPE_CHECKING:` do not (they never run).
+Nodes of the import graph are `edgecnn.X`: a top-level module or a whole top-level package, so every
+runtime is part of `edgecnn.backends` and the registry (`edgecnn.registry`) is a node of its own.
+Every import counts: inside functions, and under `if TYPE_CHECKING:` too (a type that names a module
+above is an arrow the wrong way all the same). The graph must follow the data, layer by layer
+(`LAYERS`): sources -> pipeline -> backends -> bundle -> runners -> bench/verify -> report, cli on top.
 """
 
 from __future__ import annotations
@@ -34,11 +35,12 @@ def _is_type_checking(node: ast.If) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def _imports(path: Path, module: str) -> set[str]:
-    """Every edgecnn module `module` imports (absolute names), TYPE_CHECKING blocks left out."""
+def _imports(path: Path, module: str, *, type_checking: bool = True) -> set[str]:
+    """Every edgecnn module `module` imports (absolute names); TYPE_CHECKING blocks too unless told not to."""
     tree = ast.parse(path.read_text())
-    skipped = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and _is_type_checking(block)
-               for stmt in block.body for n in ast.walk(stmt)}
+    skipped = set() if type_checking else {
+        id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and _is_type_checking(block)
+        for stmt in block.body for n in ast.walk(stmt)}
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     names = set()
     for node in ast.walk(tree):
@@ -56,23 +58,39 @@ def _imports(path: Path, module: str) -> set[str]:
     return {n for n in names if n == "edgecnn" or n.startswith("edgecnn.")}
 
 
-def _node(module: str, modules: dict[str, Path]) -> str:
-    """The graph node of a module: itself for a package or top-level module, else its package."""
-    while module not in modules and "." in module:
-        module = module.rpartition(".")[0]  # `from edgecnn.x import name`: name is not a module
-    if modules.get(module) and modules[module].name != "__init__.py" and module.count(".") > 1:
-        return module.rpartition(".")[0]
-    return module
+# Bottom to top: a module may import its own layer's nodes or those of layers below, never above.
+LAYERS = [
+    {"edgecnn.errors", "edgecnn.stages", "edgecnn.registry", "edgecnn.thresholds", "edgecnn.atomic", "edgecnn.host",
+     "edgecnn.formatting", "edgecnn.compare", "edgecnn.preprocess"},
+    {"edgecnn.data", "edgecnn.zoo", "edgecnn.checkpoint", "edgecnn.profiles", "edgecnn.bundle", "edgecnn.export",
+     "edgecnn.quantize", "edgecnn.train"},
+    {"edgecnn.build_context"},
+    {"edgecnn.backends"},
+    {"edgecnn.inference"},
+    {"edgecnn.sources", "edgecnn.bench"},
+    {"edgecnn.verify", "edgecnn.samples", "edgecnn.explain", "edgecnn.tune"},
+    {"edgecnn.pipeline", "edgecnn.remote", "edgecnn.report"},
+    {"edgecnn.quickstart"},
+    {"edgecnn.cli", "edgecnn.__main__"},
+]
+
+
+def _node(module: str) -> str:
+    """The graph node of a module: `edgecnn.X`."""
+    return ".".join(module.split(".")[:2])
 
 
 def _graph() -> dict[str, set[str]]:
-    modules = _modules()
     graph: dict[str, set[str]] = {}
-    for name, path in modules.items():
-        source = _node(name, modules)
-        targets = {_node(target, modules) for target in _imports(path, name)}
+    for name, path in _modules().items():
+        source = _node(name)
+        targets = {_node(target) for target in _imports(path, name)}
         graph.setdefault(source, set()).update(t for t in targets if t not in (source, "edgecnn"))
     return graph
+
+
+def _layer(node: str) -> int | None:
+    return next((index for index, layer in enumerate(LAYERS) if node in layer), None)
 
 
 def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -112,6 +130,26 @@ def test_import_graph_has_no_cycle():
     assert cycle is None, " -> ".join(cycle)
 
 
+def test_every_package_has_a_layer():
+    """A new edgecnn.X package is placed in LAYERS on purpose, not left to drift."""
+    unplaced = sorted(node for node in {_node(name) for name in _modules()} - {"edgecnn"} if _layer(node) is None)
+    assert not unplaced, unplaced
+
+
+def test_imports_follow_the_data():
+    """No arrow runs up the layers: e.g. quantize imports no runner, bench or verify; backends no pipeline."""
+    upward = sorted(f"{source} -> {target}" for source, targets in _graph().items() for target in targets
+                    if None not in (_layer(source), _layer(target)) and _layer(target) > _layer(source))
+    assert not upward, upward
+
+
+def test_the_layer_check_sees_an_arrow_up_and_a_type_checking_import(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from edgecnn.inference import x\n")
+    assert _imports(source, "edgecnn.quantize.m") == {"edgecnn.inference", "edgecnn.inference.x"}
+    assert _layer("edgecnn.inference") > _layer("edgecnn.quantize")
+
+
 def test_the_cycle_finder_finds_a_cycle():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": {"c"}}) is None
@@ -121,7 +159,8 @@ def test_a_function_level_import_counts(tmp_path):
     source = tmp_path / "m.py"
     source.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import edgecnn.cli\n"
                       "def f():\n    from edgecnn.bench import x\n")
-    assert _imports(source, "edgecnn.m") == {"edgecnn.bench", "edgecnn.bench.x"}
+    assert _imports(source, "edgecnn.m", type_checking=False) == {"edgecnn.bench", "edgecnn.bench.x"}
+    assert _imports(source, "edgecnn.m") == {"edgecnn.cli", "edgecnn.bench", "edgecnn.bench.x"}
 
 
 def test_no_module_is_too_long():
@@ -162,7 +201,20 @@ def test_no_function_takes_many_positional_parameters():
     assert not many, many
 
 
-@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino", "tflite", "tensorrt", "ncnn"])
+def _deploy_runtimes() -> list[str]:
+    from edgecnn.registry import backends
+
+    return [backend.name for backend in backends(deploy_only=True)]
+
+
+def test_the_registry_lists_the_runtime_folders():
+    folders = sorted(p.name for p in (PACKAGE / "backends").iterdir() if (p / "__init__.py").is_file())
+    from edgecnn.registry import runtime_names
+
+    assert sorted(runtime_names()) == folders
+
+
+@pytest.mark.parametrize("runtime", _deploy_runtimes())
 def test_only_its_backend_names_a_runtime(runtime):
     """Outside the backends' packages, code asks the registry; a runtime's name as a whole string is a smell.
 

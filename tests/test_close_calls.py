@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from edgecnn.quantize.fallback import Int8Plan, _Measure, _settled
+from edgecnn.quantize.fallback import _Measure, _settled
 from edgecnn.quantize.gate import Score
 from edgecnn.quantize.search import SearchOutcome, Trial
 from edgecnn.quantize.timing import CLOSE, is_close
@@ -31,18 +31,16 @@ def test_only_a_close_call_is_timed_again():
     (5.80, (6.10, 5.90), "slower"),   # drift said faster; side by side it is slower: not kept
     (3.00, None, "passed"),           # not close: the first timing decides, nothing timed again
 ])
-def test_side_by_side_timing_decides_a_close_call(tmp_path, monkeypatch, first_p50, side_by_side, status):
+def test_side_by_side_timing_decides_a_close_call(tmp_path, first_p50, side_by_side, status):
     calls = []
 
-    def interleaved(runtime, candidate, fp32, sample, options):
-        calls.append((candidate.name, fp32.name))
-        return {"p50_ms": side_by_side[0], "fp32_p50_ms": side_by_side[1], "method": "test"}
+    class SideBySide:  # the Measure the search is handed; only its side-by-side timing is asked here
+        def side_by_side(self, runtime, candidate, fp32, sample):
+            calls.append((candidate.name, fp32.name))
+            return {"p50_ms": side_by_side[0], "fp32_p50_ms": side_by_side[1], "method": "test"}
 
-    monkeypatch.setattr("edgecnn.quantize.fallback.interleaved_p50", interleaved)
-    plan = Int8Plan(runtime="onnxruntime", fp32_path=tmp_path / "fp32.onnx", layers=lambda p: [],
-                    make=lambda full, nodes, out: out, scratch=tmp_path)
     request = SimpleNamespace(stage=lambda message: None, input_shape=(1, 3, 8, 8), inputs=np.zeros((1, 3, 8, 8)))
-    measure = _Measure(request, plan)
+    measure = _Measure(request, "onnxruntime", tmp_path / "fp32.onnx", SideBySide())
     mix = _trial(first_p50, tmp_path / "mix.onnx")
     first = "slower" if first_p50 >= 5.93 else "passed"
     outcome = SearchOutcome(first, mix if first == "passed" else None, [mix], mix)
@@ -58,7 +56,7 @@ def test_interleaved_timing_runs_both_files(tmp_path):
     pytest.importorskip("onnxruntime")
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgecnn.quantize.timing import interleaved_p50
+    from edgecnn.bench.candidates import RunnerMeasure
 
     weight = numpy_helper.from_array(np.ones((4, 3, 3, 3), dtype=np.float32), "w")
     graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], "g",
@@ -66,6 +64,6 @@ def test_interleaved_timing_runs_both_files(tmp_path):
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 16, 16])], [weight])
     path = tmp_path / "conv.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    result = interleaved_p50("onnxruntime", path, path, np.zeros((1, 3, 16, 16), dtype=np.float32),
-                             {"input_shape": [1, 3, 16, 16]})
+    result = RunnerMeasure((3, 16, 16)).side_by_side("onnxruntime", path, path,
+                                                      np.zeros((1, 3, 16, 16), dtype=np.float32))
     assert result["p50_ms"] > 0 and result["fp32_p50_ms"] > 0 and "alternating" in result["method"]

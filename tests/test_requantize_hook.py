@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from edgecnn.quantize import Recipe
-from edgecnn.quantize.fallback import AIM_AGREEMENT, Budget, Int8Plan, _requantized, _try_recipes
+from edgecnn.quantize import Candidate, Int8Method, Recipe
+from edgecnn.quantize.fallback import AIM_AGREEMENT, Budget, _requantized, _try_recipes
 from edgecnn.quantize.gate import Score
 from edgecnn.quantize.search import SearchOutcome, Trial
 
@@ -30,8 +30,8 @@ class _FakeMeasure:
         self.agreement, self.p50 = agreement, p50
         self.request = SimpleNamespace(stage=lambda message: None)
 
-    def trial(self, label, path, floats, recipe):
-        return _trial(label, floats, self.agreement, self.p50, path, recipe)
+    def trial(self, label, candidate, floats, recipe):
+        return _trial(label, floats, self.agreement, self.p50, candidate.path, recipe)
 
     def settle(self, trial, fp32_p50):  # the real one times a close call again; here the timing is as given
         pass
@@ -42,18 +42,20 @@ class _FakeMeasure:
 def test_requantized_mix_is_kept_only_when_it_passes_and_is_faster_than_fp32(tmp_path, agreement, p50, kept):
     calls = []
 
-    def requantize(recipe: dict, nodes: tuple[str, ...], out: Path) -> Path:
-        calls.append((recipe["label"], nodes, out.name))
-        out.write_text("requantized")
-        return out
+    class Requantizing(Int8Method):
+        requantizes = True
 
-    plan = Int8Plan(runtime="onnxruntime", fp32_path=tmp_path / "fp32.onnx", layers=lambda p: [],
-                    make=lambda full, nodes, out: out, scratch=tmp_path, requantize=requantize)
+        def requantize(self, job, recipe: dict, nodes: tuple[str, ...], out: Path) -> Candidate:
+            calls.append((recipe["label"], nodes, out.name))
+            out.write_text("requantized")
+            return Candidate(out)
+
+    job = SimpleNamespace(scratch=tmp_path)
     full = _trial("full", (), 0.9, 1.0, tmp_path / "model.int8.onnx")
     edited = _trial("2 layer(s) in float", ("a", "b"), 0.98, 3.0, tmp_path / "mix2.onnx")
     outcome = SearchOutcome("passed", edited, [full, edited], edited)
     trace = list(outcome.trace)
-    result = _requantized(_FakeMeasure(agreement, p50), plan, full, outcome, trace=trace, fp32_p50=10.0)
+    result = _requantized(_FakeMeasure(agreement, p50), Requantizing(), job, full, outcome, trace=trace, fp32_p50=10.0)
     assert calls == [("minmax", ("a", "b"), "model.int8.onnx")]
     assert len(trace) == 3 and trace[-1].recipe["requantized"] is True  # the attempt is in the trace either way
     if kept == "requantized":
@@ -65,12 +67,12 @@ def test_requantized_mix_is_kept_only_when_it_passes_and_is_faster_than_fp32(tmp
 class _RecipeMeasure:
     """Scores each recipe's file by the agreement its name carries (the real one runs it)."""
 
-    def __init__(self, plan: Int8Plan, p50: float = 1.0):
-        self.plan, self.p50 = plan, p50
+    def __init__(self, p50: float = 1.0):
+        self.p50 = p50
         self.request = SimpleNamespace(stage=lambda message: None)
 
-    def trial(self, label, path, floats, recipe):
-        return _trial(label, floats, float(path.read_text()), self.p50, path, recipe)
+    def trial(self, label, candidate, floats, recipe):
+        return _trial(label, floats, float(candidate.path.read_text()), self.p50, candidate.path, recipe)
 
 
 @pytest.mark.parametrize("agreements,p50,built", [
@@ -81,16 +83,16 @@ class _RecipeMeasure:
 ])
 def test_recipes_are_measured_until_one_passes_at_the_aim(tmp_path, agreements, p50, built):
     assert AIM_AGREEMENT > 0.97  # above the default gate, so "passes" alone does not stop the measuring
-    plan = Int8Plan(runtime="onnxruntime", fp32_path=tmp_path / "fp32.onnx", layers=lambda p: [],
-                    make=lambda full, nodes, out: out, scratch=tmp_path)
 
-    def recipe(index: int, agreement: float) -> Recipe:
-        def build(folder: Path) -> Path:
-            (folder / "model.int8.onnx").write_text(str(agreement))
-            return folder / "model.int8.onnx"
-        return Recipe(label=f"r{index}", settings={}, build=build)
+    class Recipes(Int8Method):  # each recipe's file carries the agreement it will score
+        def recipes(self, job):
+            return [Recipe(label=f"r{index}", settings={"agreement": a}) for index, a in enumerate(agreements)]
+
+        def write(self, job, recipe, folder: Path) -> Candidate:
+            (folder / "model.int8.onnx").write_text(str(recipe.settings["agreement"]))
+            return Candidate(folder / "model.int8.onnx")
 
     request = SimpleNamespace(stage=lambda message: None)
-    trials = _try_recipes(request, _RecipeMeasure(plan, p50), [recipe(i, a) for i, a in enumerate(agreements)],
-                          Budget(600.0), rule_p50=10.0)
+    trials = _try_recipes(request, _RecipeMeasure(p50), Recipes(), SimpleNamespace(scratch=tmp_path),
+                          budget=Budget(600.0), rule_p50=10.0)
     assert [t.score.agreement for t in trials] == list(agreements[:built])

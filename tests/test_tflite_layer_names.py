@@ -53,7 +53,7 @@ def test_call_paths_resolve_to_module_paths_skipping_iterated_containers():
 
 def test_a_converted_int8_file_names_its_ops_by_module_path(tmp_path):
     pytest.importorskip("litert_torch")
-    from edgecnn.backends.tflite.build import _layer_names, _module_layers
+    from edgecnn.backends.tflite.names import layer_names as _layer_names, module_layers as _module_layers
     from edgecnn.backends.tflite.convert import export_tflite
     from edgecnn.backends.tflite.sensitivity import tflite_layers
 

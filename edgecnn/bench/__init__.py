@@ -49,12 +49,6 @@ from edgecnn.bench.targets import (
 from edgecnn.bundle import checkpoint_of, default_threads_for
 
 
-def plot_latency(rows: list[dict], path: str | Path, *, title: str | None = None) -> Path:
-    """`bench --plot`: the report's latency plot (one copy of that code), imported only when drawn."""
-    from edgecnn.report.plots import plot_latency as draw
-
-    return draw(rows, path, title=title)
-
 __all__ = [
     "SCHEMA", "DEFAULT_WARMUP", "DEFAULT_MIN_TIME_S", "DEFAULT_MIN_ITERS", "MAX_ITERS", "LATENCY_KEYS",
     "BenchTarget", "BenchSettings", "BenchWorkerError", "parse_batches",
@@ -63,6 +57,6 @@ __all__ = [
     "latency_stats", "throughput_ips", "add_speedups",
     "peak_rss_mb", "time_invokes", "measure", "measure_in_child", "child_spec", "child_env",
     "cpu_model", "environment", "loadavg", "run_environment",
-    "run_benchmark", "result_row", "plot_latency",
+    "run_benchmark", "result_row",
     "checkpoint_of", "default_threads_for",
 ]

@@ -60,8 +60,7 @@ def backend_tuning(runtime: str):
     """The backend's tuning module (its knobs, its compute precision), or None when it publishes none."""
     from edgecnn.backends import get_backend
 
-    reference = get_backend(runtime).extras.get("tuning")
-    return importlib.import_module(reference) if reference else None
+    return get_backend(runtime).tuning_module()
 
 
 def compute_precision(runtime: str, precision: str | None, applied: dict[str, Any]) -> str | None:

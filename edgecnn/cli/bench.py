@@ -104,7 +104,9 @@ def bench(
         write_json(json_path, report)
         note(f"wrote {json_path}")
     if plot is not None:
-        bench_lib.plot_latency(report["artifacts"], plot)
+        from edgecnn.report.plots import plot_latency
+
+        plot_latency(report["artifacts"], plot)
         note(f"wrote {plot}")
 
 

@@ -26,7 +26,7 @@ def explain_command(
     from edgecnn.atomic import check_output_path
     from edgecnn.bundle import load_bundle
     from edgecnn.errors import BadInputError
-    from edgecnn.quantize.explain import explain_artifact, int8_entries
+    from edgecnn.explain import explain_artifact, int8_entries
 
     check_output_path(json_path, option="--json")
     if top < 1:

@@ -74,7 +74,7 @@ def export_command(
 
     from edgecnn.sources import source_name
 
-    from edgecnn.verify.thresholds import check_threshold
+    from edgecnn.thresholds import check_threshold
 
     check_output_path(json_path, option="--json")
     check_threshold("max_drop", max_drop)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.backends.torch.reference import eval_mode
+from edgecnn.export.torch_eval import eval_mode
 from edgecnn.compare import check_samples
 from edgecnn.errors import BadInputError, CheckFailedError, disk_full_cause, disk_full_error, require
 

@@ -1,16 +1,19 @@
 """What every INT8 backend shares: the gate, layer names users know, sensitivity, recipe search, fallback.
 
-Backends bring what only they know (how to write a candidate with some layers in float, which layers
-int8 touched); `search_int8` measures and decides. Q/DQ ONNX graphs (ONNX Runtime, TensorRT) share
-`qdq.keep_in_float`.
+Backends declare what only they know as an `Int8Method` (how to write each recipe's candidate and one
+with some layers in float, which layers int8 touched); `search_int8` measures through the `Measure` it
+is handed and decides; the pipeline records the decision. Q/DQ ONNX graphs (ONNX Runtime, TensorRT)
+share `qdq.keep_in_float`. Nothing here imports a runner, bench or verify.
 """
 
 from edgecnn.quantize.fallback import (
-    DEFAULT_SEARCH_BUDGET_S, Int8Decision, Int8Plan, Recipe, SearchRequest, search_int8,
+    DEFAULT_SEARCH_BUDGET_S, RANKING_SAMPLES, Int8Decision, SearchRequest, search_int8,
 )
 from edgecnn.quantize.gate import Gate, Score, score
+from edgecnn.quantize.method import Candidate, Int8Job, Int8Method, Measure, Recipe
 from edgecnn.quantize.names import module_path
-from edgecnn.quantize.search import Budget, Layer, Trial
+from edgecnn.quantize.search import Budget, Layer, Trial, rank_layers
 
-__all__ = ["DEFAULT_SEARCH_BUDGET_S", "Budget", "Gate", "Int8Decision", "Int8Plan", "Layer", "Recipe", "Score",
-           "SearchRequest", "Trial", "module_path", "score", "search_int8"]
+__all__ = ["DEFAULT_SEARCH_BUDGET_S", "RANKING_SAMPLES", "Budget", "Candidate", "Gate", "Int8Decision", "Int8Job",
+           "Int8Method", "Layer", "Measure", "Recipe", "Score", "SearchRequest", "Trial", "module_path", "rank_layers",
+           "score", "search_int8"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgecnn.compare import top1
-from edgecnn.verify.thresholds import DEFAULT_THRESHOLDS
+from edgecnn.thresholds import DEFAULT_THRESHOLDS
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgecnn.quantize.gate import Score
-
-Stage = Callable[[str], None]
+from edgecnn.stages import Stage
 
 
 class Budget:
@@ -73,7 +72,8 @@ class Trial:
     seconds: float
     recipe: dict = field(default_factory=dict)
     artifact: Path | None = None  # where the candidate file is (scratch); not recorded
-    # A close call timed again side by side with fp32 (edgecnn.quantize.timing): p50_ms, fp32_p50_ms, method.
+    entry: dict = field(default_factory=dict)  # what the manifest entry would record about that file
+    # A close call timed again side by side with fp32 (RunnerMeasure.side_by_side in edgecnn.bench.candidates): p50_ms, fp32_p50_ms, method.
     interleaved: dict | None = None
 
     def to_dict(self, names: dict[str, str] | None = None) -> dict[str, Any]:

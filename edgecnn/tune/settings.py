@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgecnn.errors import BadInputError
-from edgecnn.verify.thresholds import ThresholdOverrides
+from edgecnn.thresholds import ThresholdOverrides
 
 DEFAULT_BUDGET_S = 300.0
 DEFAULT_MIN_TIME_S = 1.0  # per candidate: enough for a stable p50 of a millisecond model, short enough to try many

@@ -32,7 +32,7 @@ from edgecnn.verify.results import (
 from edgecnn.verify.run import verify
 from edgecnn.verify.samples import data_mismatches
 from edgecnn.verify.settings import VerifySettings
-from edgecnn.verify.thresholds import (
+from edgecnn.thresholds import (
     DEFAULT_THRESHOLDS, ThresholdOverrides, Thresholds, build_overrides, parse_threshold_option,
 )
 

@@ -18,7 +18,7 @@ from edgecnn.errors import MissingDependencyError
 from edgecnn.verify.results import ArtifactResult, Check, VerifyReport
 from edgecnn.verify.samples import Samples
 from edgecnn.verify.settings import Progress, VerifySettings
-from edgecnn.verify.thresholds import ACCURACY_CHECKS, Thresholds
+from edgecnn.thresholds import ACCURACY_CHECKS, Thresholds
 
 _METRICS = ("top1", "reference_top1", "drop", "agreement", "max_abs_diff", "mean_abs_diff", "cosine", "min_cosine")
 

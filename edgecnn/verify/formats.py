@@ -13,7 +13,7 @@ from typing import Any
 import edgecnn
 from edgecnn.atomic import write_text_atomic
 from edgecnn.verify.results import REFERENCE_LIVE, VerifyReport, format_metric, round_or_none
-from edgecnn.verify.thresholds import Thresholds
+from edgecnn.thresholds import Thresholds
 
 
 def junit_xml(report: VerifyReport) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 import edgecnn
 from edgecnn.errors import CheckFailedError
-from edgecnn.verify.thresholds import DEFAULT_THRESHOLDS, Thresholds
+from edgecnn.thresholds import DEFAULT_THRESHOLDS, Thresholds
 
 SCHEMA = "edgecnn.verify/1"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from edgecnn.errors import BadInputError
-from edgecnn.verify.thresholds import DEFAULT_THRESHOLDS, ThresholdOverrides
+from edgecnn.thresholds import DEFAULT_THRESHOLDS, ThresholdOverrides
 
 # (samples, batch) sizes a runner is fed: large enough to amortise the call, small enough for a Pi.
 DEFAULT_BATCH = 32

@@ -1,6 +1,6 @@
 """ncnn (Tencent): `.param` + `.bin` pairs converted by pnnx, fp32 and fp16, for ARM boards such as the Pi 5."""
 
-from edgecnn.backends import Backend, register
+from edgecnn.registry import Backend, register
 
 BACKEND = register(Backend(
     name="ncnn",
@@ -24,5 +24,5 @@ BACKEND = register(Backend(
     # which pnnx has no ncnn layer for.
     host_target=None,
     note_when_emulated="this machine's CPU running the ncnn model (x86 kernels), not an ARM board",
-    extras={"tuning": "edgecnn.backends.ncnn.tuning"},  # what edgecnn tune sweeps (tuning.py)
+    tuning="edgecnn.backends.ncnn.tuning",  # what edgecnn tune sweeps
 ))

@@ -1,6 +1,6 @@
 """TensorRT: engines built on the Jetson/CUDA device from the bundle's ONNX graphs (fp32, fp16, Q/DQ int8)."""
 
-from edgecnn.backends import Backend, register
+from edgecnn.registry import Backend, register
 
 BACKEND = register(Backend(
     name="tensorrt",
@@ -13,7 +13,8 @@ BACKEND = register(Backend(
     host_extra="export",
     precisions=("fp32", "fp16", "int8"),
     build="edgecnn.backends.tensorrt.build:build",
-    quantizer="edgecnn.backends.tensorrt.quantize:quantize_qdq_int8",
+    int8="edgecnn.backends.tensorrt.int8:TensorRTInt8",
+    finish="edgecnn.backends.tensorrt.build:finish",
     applied_keys=("api", "input_dtype", "gpu", "batch_range", "precision"),
     order=40,
     built_on_device=True,
@@ -22,5 +23,5 @@ BACKEND = register(Backend(
     host_target="jetson",
     profile_table="tensorrt",
     profile_table_required=True,
-    extras={"tuning": "edgecnn.backends.tensorrt.tuning"},  # what edgecnn tune sweeps (tuning.py)
+    tuning="edgecnn.backends.tensorrt.tuning",  # what edgecnn tune sweeps
 ))

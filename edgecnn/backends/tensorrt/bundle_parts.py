@@ -12,14 +12,14 @@ import shlex
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from edgecnn.atomic import write_text_atomic
 from edgecnn.backends.onnxruntime import BACKEND as ONNX_RUNTIME
 from edgecnn.backends.tensorrt.fp16 import convert_onnx_fp16
-from edgecnn.backends.tensorrt.plans import TIMING_CACHE, EnginePlan, as_plans, plan_engines, trt_settings
+from edgecnn.backends.tensorrt.plans import TIMING_CACHE, EnginePlan, as_plans, entry_dict, plan_engines, trt_settings
 from edgecnn.backends.tensorrt.provenance import REBUILD_HINT
 from edgecnn.backends.tensorrt.quantize import TensorRTQuantResult, quantize_qdq_int8
 from edgecnn.errors import BadInputError
@@ -138,6 +138,20 @@ class TensorRTBundleParts:
     messages: list[str] = field(default_factory=list)  # what to tell the user
 
 
+FP16_PURPOSE = "TensorRT 11 fp16 engine source (strongly typed)"
+
+
+def write_fp16_graph(fp32_onnx: Path) -> Path:
+    """The fp16 graph TensorRT 11 builds fp16 engines from (strongly typed), beside the fp32 ONNX."""
+    stem = fp32_onnx.name.removesuffix(".onnx").removesuffix(".fp32")
+    return convert_onnx_fp16(fp32_onnx, fp32_onnx.with_name(stem + FP16_SUFFIX))
+
+
+def qdq_record(quant: TensorRTQuantResult, *, name: str) -> dict:
+    """What the manifest says about a Q/DQ graph (`name`: its file name in the bundle)."""
+    return {**quant.to_dict(), "path": name, "source": quant.source.name, "scheme": "tensorrt-qdq-symmetric"}
+
+
 @dataclass(frozen=True)
 class _Graphs:
     """The engine-source graphs written next to the fp32 ONNX."""
@@ -147,31 +161,24 @@ class _Graphs:
 
 
 def _write_graphs(root: Path, fp32_onnx: Path, precisions: list[str], *, input_spec: dict,
-                  calibration_batches: np.ndarray | None, method: str, progress: "Progress | None",
-                  refine: "Callable[[Path], dict] | None" = None) -> _Graphs:
+                  calibration_batches: np.ndarray | None, method: str, progress: "Progress | None") -> _Graphs:
     """The fp16 graph (for TensorRT 11) when fp16 is planned, the Q/DQ model when int8 is."""
     from edgecnn.bundle import artifact_entry
 
     stem = fp32_onnx.name.removesuffix(".onnx").removesuffix(".fp32")
     artifacts, quant = [], None
     if "fp16" in precisions:
-        fp16_path = convert_onnx_fp16(fp32_onnx, fp32_onnx.with_name(stem + FP16_SUFFIX))
+        fp16_path = write_fp16_graph(fp32_onnx)
         artifacts.append(artifact_entry(root, [fp16_path], format=ONNX_RUNTIME.format, runtime=ONNX_RUNTIME.name,
-                                        precision="fp16",
-                                        input=input_spec, purpose="TensorRT 11 fp16 engine source (strongly typed)"))
+                                        precision="fp16", input=input_spec, purpose=FP16_PURPOSE))
     if "int8" in precisions:
         if calibration_batches is None:
             raise BadInputError("an int8 TensorRT bundle needs calibration images: pass --calib-data SPEC")
         quant = quantize_qdq_int8(fp32_onnx, fp32_onnx.with_name(stem + QDQ_SUFFIX), calibration_batches,
                                   method=method, progress=progress)
-        # `refine` may keep the most sensitive layers in float (their Q/DQ pairs removed) in place.
-        refined = refine(quant.path) if refine is not None else {}
         artifacts.append(artifact_entry(root, [quant.path], format=ONNX_RUNTIME.format, runtime=ONNX_RUNTIME.name,
-                                        precision="int8",
-                                        input=input_spec, quantization={**quant.to_dict(), "path": quant.path.name,
-                                                                        "source": quant.source.name,
-                                                                        "scheme": "tensorrt-qdq-symmetric"},
-                                        **refined))
+                                        precision="int8", input=input_spec,
+                                        quantization=qdq_record(quant, name=quant.path.name)))
     return _Graphs(artifacts=artifacts, quantization=quant)
 
 
@@ -179,25 +186,40 @@ def prepare_tensorrt_bundle(bundle_root: str | os.PathLike, fp32_onnx: str | os.
                             profile: "DeviceProfile", *, input_spec: dict, model_name: str,
                             precision: str | None = None, calibration_batches: np.ndarray | None = None,
                             method: str = "minmax", bundle_name: str | None = None,
-                            progress: "Progress | None" = None,
-                            refine: "Callable[[Path], dict] | None" = None) -> TensorRTBundleParts:
+                            progress: "Progress | None" = None) -> TensorRTBundleParts:
     """Add the TensorRT parts to a bundle under construction (host side, no TensorRT needed).
 
     `fp32_onnx` is the exported fp32 model already inside `bundle_root`; `input_spec` is the
     manifest's artifact input dict ({shape [C,H,W], layout, dtype, batch}). Writes the engine-source
-    graphs, build_engine.sh and README.md. The caller adds `artifacts` to the manifest and puts
-    `manifest_section` under manifest["tensorrt"]. `bundle_name` is the folder name the user
-    will see (default: the final name of a BundleWriter folder).
+    graphs (the Q/DQ one quantized once, no search: export's INT8 step searches), build_engine.sh and
+    README.md. The caller adds `artifacts` to the manifest and puts `manifest_section` under
+    manifest["tensorrt"]. `bundle_name` is the folder name the user will see (default: the final name
+    of a BundleWriter folder).
     """
     root, fp32_onnx = Path(bundle_root), Path(fp32_onnx)
-    precision = profile.check_precision(precision or profile.default_precision)
-    precisions = [precision] + (["fp16"] if precision == "int8" and "fp16" in profile.precisions else [])
+    precisions = planned_precisions(profile, precision)
     graphs = _write_graphs(root, fp32_onnx, precisions, input_spec=input_spec,
-                           calibration_batches=calibration_batches, method=method, progress=progress, refine=refine)
+                           calibration_batches=calibration_batches, method=method, progress=progress)
     fp32_entry = {"path": fp32_onnx.relative_to(root).as_posix(), "format": ONNX_RUNTIME.format, "precision": "fp32",
                   "input": input_spec}
-    stem = fp32_onnx.name.removesuffix(".onnx").removesuffix(".fp32")
-    plans = plan_engines([fp32_entry, *graphs.artifacts], profile, precisions=precisions, stem=stem)
+    parts = write_engine_parts(root, [fp32_entry, *graphs.artifacts], profile, precisions=precisions,
+                               model_name=model_name, bundle_name=bundle_name)
+    parts.artifacts, parts.quantization = graphs.artifacts, graphs.quantization
+    return parts
+
+
+def planned_precisions(profile: "DeviceProfile", precision: str | None) -> list[str]:
+    """The engines a bundle plans: the precision asked for, plus fp16 beside int8 where the device has it."""
+    precision = profile.check_precision(precision or profile.default_precision)
+    return [precision] + (["fp16"] if precision == "int8" and "fp16" in profile.precisions else [])
+
+
+def write_engine_parts(root: Path, artifacts: Sequence, profile: "DeviceProfile", *, precisions: list[str],
+                       model_name: str, bundle_name: str | None = None) -> TensorRTBundleParts:
+    """The engine plans from a bundle's ONNX artifacts, build_engine.sh, README.md and the manifest section."""
+    fp32 = next(a for a in (entry_dict(x) for x in artifacts) if a.get("precision") == "fp32")
+    stem = Path(fp32["path"]).name.removesuffix(".onnx").removesuffix(".fp32")
+    plans = plan_engines(artifacts, profile, precisions=precisions, stem=stem)
     script = write_build_script(root, plans, profile)
     name = bundle_name or _final_name(root)
     readme = write_device_readme(root, model_name=model_name, profile=profile, plans=plans, bundle_name=name)
@@ -208,5 +230,5 @@ def prepare_tensorrt_bundle(bundle_root: str | os.PathLike, fp32_onnx: str | os.
         f"the TensorRT engine is built on the device: copy {name}/ there and run "
         f"`bash {BUILD_SCRIPT_NAME}` (trtexec) or `edgecnn build .`, then `edgecnn bench .` and `edgecnn verify .`"
     ]
-    return TensorRTBundleParts(artifacts=graphs.artifacts, plans=plans, manifest_section=section,
-                               files=[script, readme], quantization=graphs.quantization, messages=messages)
+    return TensorRTBundleParts(artifacts=[], plans=plans, manifest_section=section, files=[script, readme],
+                               messages=messages)

@@ -79,7 +79,7 @@ def plan_engines(artifacts: Iterable["ArtifactEntry | dict"], profile: "DevicePr
     `precisions` defaults to `default_precisions(profile)`.
     """
     onnx_of: dict[str, dict] = {}
-    for entry in (_as_dict(a) for a in artifacts):
+    for entry in (entry_dict(a) for a in artifacts):
         if entry.get("format") == ONNX_RUNTIME.format:
             onnx_of.setdefault(str(entry.get("precision")), entry)
     plans = []
@@ -110,5 +110,5 @@ def as_plans(artifacts: Sequence[Any], profile: "DeviceProfile") -> list[EngineP
     return plan_engines(artifacts, profile)
 
 
-def _as_dict(artifact: Any) -> dict[str, Any]:
+def entry_dict(artifact: Any) -> dict[str, Any]:
     return artifact.to_dict() if hasattr(artifact, "to_dict") else dict(artifact)

@@ -1,6 +1,6 @@
 """TFLite / LiteRT: `.tflite` files (fp32, fp16, full-integer or weight-only int8) for ARM boards."""
 
-from edgecnn.backends import Backend, register
+from edgecnn.registry import Backend, register
 
 BACKEND = register(Backend(
     name="tflite",
@@ -13,7 +13,7 @@ BACKEND = register(Backend(
     host_extra="tflite",
     precisions=("fp32", "fp16", "int8"),
     build="edgecnn.backends.tflite.build:build",
-    quantizer="edgecnn.backends.tflite.quantize:quantize_pt2e_int8",
+    int8="edgecnn.backends.tflite.int8:TFLiteInt8",
     applied_keys=("num_threads", "api", "xnnpack", "package", "input_layout", "input_dtype"),
     # litert-torch bakes the batch into reshapes: these files run the batch they were built for.
     static_batch=True,
@@ -22,5 +22,6 @@ BACKEND = register(Backend(
     build_modules=("litert_torch",),
     host_target="arm",
     note_when_emulated="this machine's CPU running the .tflite file, not an ARM board",
-    extras={"tuning": "edgecnn.backends.tflite.tuning"},  # what edgecnn tune sweeps (tuning.py)
+    sensitivity="edgecnn.backends.tflite.sensitivity:explainer",
+    tuning="edgecnn.backends.tflite.tuning",  # what edgecnn tune sweeps
 ))

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from edgecnn.backends.torch.reference import eval_mode
+from edgecnn.export.torch_eval import eval_mode
 from edgecnn.atomic import write_bytes_atomic
 from edgecnn.backends.tflite.compat import graph_compatibility
 from edgecnn.backends.tflite.flatbuffer import TfliteGraph, describe_tflite, format_counts

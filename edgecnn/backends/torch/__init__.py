@@ -1,6 +1,6 @@
 """PyTorch eager: the fp32 baseline bench and verify compare against (never an export target)."""
 
-from edgecnn.backends import Backend, register
+from edgecnn.registry import Backend, register
 
 BACKEND = register(Backend(
     name="torch",

@@ -1,9 +1,10 @@
 """`edgecnn export`: model -> ONNX -> fused/quantized artifacts for one device profile -> a bundle.
 
 The stages (ONNX export, OpenVINO conversion, INT8 per runtime, TFLite conversion) live in their
-own modules and are callable alone; this module only orders them for a target, checks each
-artifact against the reference (PyTorch fp32; an ONNX source's original file in ONNX Runtime) on the
-golden set, and writes the bundle atomically.
+own modules and are callable alone; this module only orders them for a target — the backend's build
+step, then the INT8 step (edgecnn.pipeline.int8: the one place an int8 decision is made and recorded),
+then the backend's finish step — checks each artifact against the reference (PyTorch fp32; an ONNX
+source's original file in ONNX Runtime) on the golden set, and writes the bundle atomically.
 
 What a bundle holds, per target runtime:
 - onnxruntime: onnx/model.fp32.onnx (+ onnx/model.int8.onnx, static QDQ)
@@ -31,10 +32,11 @@ from edgecnn.errors import BadInputError
 from edgecnn.profiles import DeviceProfile, load_profile
 
 from edgecnn.build_context import (  # noqa: F401 (the pipeline's public names)
-    DEFAULT_CALIB_SIZE, DEFAULT_GOLDEN_SIZE, EXPORT_MIN_AGREEMENT, BuildContext, ExportRequest, ModelData, Stage,
-    timed,
+    DEFAULT_CALIB_SIZE, DEFAULT_GOLDEN_SIZE, EXPORT_MIN_AGREEMENT, BuildContext, ExportRequest, ModelData, timed,
 )
+from edgecnn.pipeline.int8 import int8_step
 from edgecnn.samples import NOISE_DATA, model_data  # noqa: F401
+from edgecnn.stages import Stage
 
 # What shapes every artifact, whatever the runtime; each backend adds its own tools.
 _COMMON_TOOLS = ("torch", "torchvision", "timm", "onnx", "onnxslim", "numpy")
@@ -75,11 +77,15 @@ def export_bundle(request: ExportRequest, stage: Stage | None = None) -> ExportR
         warnings.append(f"{loaded.name} has random weights: latency is real, accuracy means nothing")
 
     reference = _reference_logits(loaded, data.golden_inputs, stage)
+    from edgecnn.bench.candidates import RunnerMeasure
+    from edgecnn.sources.onnx_graph import torch_module_from_onnx
+
     with writer:
         context = BuildContext(loaded=loaded, preprocess=preprocess, profile=profile, precision=precision,
                                request=request, data=data, reference=reference, writer=writer,
-                               scratch=writer.scratch, stage=stage, warnings=warnings)
-        profile.backend.build_step()(context)
+                               scratch=writer.scratch, stage=stage, warnings=warnings,
+                               measure=RunnerMeasure(tuple(preprocess.input_shape)), onnx_to_torch=torch_module_from_onnx)
+        _build(context)
         write_golden(writer.path(GOLDEN_NAME), data.golden_inputs, data.golden_labels, reference)
         stage("writing the bundle")
         writer.commit(_manifest(context))
@@ -87,6 +93,16 @@ def export_bundle(request: ExportRequest, stage: Stage | None = None) -> ExportR
         finish(request.out)
     return ExportReport(bundle=load_bundle(request.out), profile=profile, precision=precision, rows=context.rows,
                         warnings=warnings, next_steps=context.next_steps, seconds=time.perf_counter() - started)
+
+
+def _build(ctx: BuildContext) -> None:
+    """The backend's build step (fp32, fp16), the INT8 step, then the backend's finish step."""
+    backend = ctx.profile.backend
+    backend.build_step()(ctx)
+    int8_step(ctx)
+    finish = backend.finish_step()
+    if finish is not None:
+        finish(ctx)
 
 
 def _load_source(request: ExportRequest, profile: DeviceProfile):

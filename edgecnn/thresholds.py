@@ -1,4 +1,5 @@
-"""Pass/fail limits: the defaults per precision, and what --max-drop/--min-agreement/--threshold override."""
+"""Pass/fail limits shared by verify and the INT8 search: the defaults per precision, and what
+--max-drop/--min-agreement/--threshold override. Both read them here; neither imports the other."""
 
 from __future__ import annotations
 

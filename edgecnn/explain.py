@@ -3,13 +3,13 @@
 For each quantized layer: its name as the user knows it (the PyTorch module path), the node name, the op,
 the SQNR of its int8 output against the fp32 artifact's on a few golden images, and how much of the
 logit error goes away when only that layer runs in float (measured on golden images, where the backend
-can write such a candidate; else what export recorded). A backend that can explain has a
-`sensitivity` module with `explainer(int8_path, fp32_path, inputs) -> (layers, make or None)`.
+can write such a candidate; else what export recorded). A backend that can explain declares
+`Backend.sensitivity`: `explainer(int8_path, fp32_path, inputs) -> (layers, make or None)`. It runs
+on the bundle through the runners (edgecnn.bench.candidates), above both quantize and the backends.
 """
 
 from __future__ import annotations
 
-import importlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import BadInputError
-from edgecnn.quantize.fallback import RANKING_SAMPLES, Int8Plan, SearchRequest, _Measure
-from edgecnn.quantize.gate import Gate
-from edgecnn.quantize.search import Budget, Layer, rank_layers
+from edgecnn.quantize import RANKING_SAMPLES, Budget, Gate, Layer, rank_layers, score
 
 
 @dataclass
@@ -41,13 +39,7 @@ class Explanation:
 def _explainer(runtime: str):
     from edgecnn.backends import get_backend
 
-    backend = get_backend(runtime)
-    package = backend.runner.partition(":")[0].rsplit(".", 1)[0]
-    try:
-        module = importlib.import_module(f"{package}.sensitivity")
-    except ModuleNotFoundError:
-        raise BadInputError(f"edgecnn explain cannot look inside {backend.label} artifacts yet") from None
-    return module.explainer
+    return get_backend(runtime).explainer()
 
 
 def _fp32_partner(bundle, entry):
@@ -77,16 +69,20 @@ def explain_artifact(bundle, entry, *, budget_s: float = 120.0, stage=None) -> E
               "SQNR measured now; no gain when float: this runtime's candidates need the PyTorch model (export time)")
     if make is not None and layers:
         method = f"SQNR and gain when float measured now on {min(RANKING_SAMPLES, len(inputs))} golden samples"
+        from edgecnn.bench.candidates import RunnerMeasure
+
+        measure, gate = RunnerMeasure(tuple(inputs.shape[1:])), Gate.for_int8()
+        subset = min(RANKING_SAMPLES, len(inputs))
+        sample, expected = inputs[:subset], reference[:subset]
+        sample_labels = None if labels is None else labels[:subset]
+
+        def scored(path: Path):
+            logits = measure.logits(entry.runtime, path, sample, precision="int8")
+            return score(gate, expected, logits, sample_labels)
+
         with tempfile.TemporaryDirectory(prefix="edgecnn-explain-") as scratch:
-            request = SearchRequest(gate=Gate.for_int8(), inputs=inputs, reference=reference, labels=labels,
-                                    input_shape=tuple(inputs.shape[1:]))
-            plan = Int8Plan(runtime=entry.runtime, fp32_path=bundle.artifact_path(fp32), layers=lambda p: layers,
-                            make=make, scratch=Path(scratch), timed=False)
-            measure = _Measure(request, plan)
-            subset = min(RANKING_SAMPLES, len(inputs))
-            base = measure.score(int8_path, subset)
             out = Path(scratch) / f"one{''.join(int8_path.suffixes)}"
-            layers = rank_layers(layers, base, lambda nodes: measure.score(make(int8_path, nodes, out), subset),
+            layers = rank_layers(layers, scored(int8_path), lambda nodes: scored(make(int8_path, nodes, out)),
                                  budget=Budget(budget_s), share=1.0, stage=stage)
     else:
         for layer in layers:

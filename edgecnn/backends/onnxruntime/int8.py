@@ -1,0 +1,88 @@
+"""ONNX Runtime's INT8 method: static QDQ graphs by quantize_static, layers kept in float by removing
+their Q/DQ pairs, the chosen mix quantized again with nodes_to_exclude.
+
+Recipes, in order: the requested calibration method, then percentile when that was minmax; 8- or 7-bit
+weights as the profile's cpu_vnni says. The search and the decision are edgecnn.quantize's and the
+pipeline's; this module only writes and reads files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgecnn.quantize import Candidate, Int8Job, Int8Method, Layer, Recipe
+
+_RECORDED = ("activation_type", "weight_type", "per_channel", "symmetric", "reduce_range", "method")
+
+
+class OnnxRuntimeInt8(Int8Method):
+    runtime = "onnxruntime"
+    format = "onnx"
+    fp32_artifact = "onnx/model.fp32.onnx"
+    artifact = "onnx/model.int8.onnx"
+    requantizes = True
+
+    def __init__(self) -> None:
+        self._fallback = None  # FloatFallback reads the fp32 graph once per export
+
+    def recipes(self, job: Int8Job) -> list[Recipe]:
+        """The requested calibration method first; percentile calibration next when minmax misses the gate."""
+        methods = [job.calib_method] + (["percentile"] if job.calib_method == "minmax" else [])
+        reduce_range = job.profile.reduce_range
+        bits = 7 if reduce_range else 8
+        return [Recipe(label=f"{method}, per-channel, {bits}-bit weights, float logits",
+                       settings={"method": method, "per_channel": True, "reduce_range": reduce_range,
+                                 "weight_bits": bits}) for method in methods]
+
+    def write(self, job: Int8Job, recipe: Recipe, folder: Path) -> Candidate:
+        from edgecnn.backends.onnxruntime.quantize import quantize_onnx_int8
+
+        settings = recipe.settings
+        job.stage(f"quantizing to INT8 with ONNX Runtime ({settings['method']}, per-channel, "
+                  f"{settings['weight_bits']}-bit weights)")
+        q = quantize_onnx_int8(job.fp32_path, folder / "model.int8.onnx", job.calibration, method=settings["method"],
+                               reduce_range=settings["reduce_range"])
+        # What the file is, recorded with the recipe (the trace and the calibration record read it).
+        settings.update(activation_type=q.activation_type, weight_type=q.weight_type, symmetric=q.symmetric,
+                        float_logits=float_logits(q.path) > 0)
+        return Candidate(q.path, {"quantization": "static QDQ"})
+
+    def layers(self, job: Int8Job, full: Path) -> list[Layer]:
+        from edgecnn.backends.onnxruntime.sensitivity import onnx_layers
+
+        return onnx_layers(full, job.fp32_path, job.golden_inputs)
+
+    def keep_float(self, job: Int8Job, full: Candidate, nodes: tuple[str, ...], out: Path) -> Candidate:
+        from edgecnn.backends.onnxruntime.sensitivity import FloatFallback
+
+        if self._fallback is None:
+            self._fallback = FloatFallback(job.fp32_path)
+        return Candidate(self._fallback(full.path, nodes, out), dict(full.entry))
+
+    def requantize(self, job: Int8Job, recipe: dict, nodes: tuple[str, ...], out: Path) -> Candidate:
+        """The chosen layers excluded by quantize_static itself (nodes_to_exclude), calibrated again without them."""
+        from edgecnn.backends.onnxruntime.quantize import quantize_onnx_int8
+
+        job.stage(f"quantizing again with ONNX Runtime, {len(nodes)} layer(s) excluded")
+        q = quantize_onnx_int8(job.fp32_path, out, job.calibration, method=recipe["method"],
+                               reduce_range=recipe["reduce_range"], nodes_to_exclude=nodes)
+        float_logits(q.path)
+        return Candidate(q.path, {"quantization": "static QDQ"})
+
+    def calibration_record(self, job: Int8Job, recipe: dict, chosen: dict) -> dict:
+        record = {key: recipe.get(key) for key in _RECORDED}
+        record["weight_bits_note"] = job.profile.weight_bits_note
+        return record
+
+
+def float_logits(path) -> int:
+    """The logits stay float (no Q/DQ pair on the graph output): 8-bit logits only cost accuracy."""
+    import onnx
+
+    from edgecnn.quantize.qdq import float_outputs
+
+    model = onnx.load(str(path))
+    removed = float_outputs(model)
+    if removed:
+        onnx.save(model, str(path))
+    return removed

@@ -1,0 +1,76 @@
+"""The INT8 search's scorer and timer: candidate files run through their Runner, as on the device.
+
+`RunnerMeasure` is the `edgecnn.quantize.Measure` the pipeline (and explain) hand the search: logits
+through `edgecnn.inference` (the path verify and export's parity check take), batch-1 latency timed with
+`perf_counter_ns` around `Runner.run`, and close calls timed again side by side in alternating rounds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgecnn.bench.measure import time_invokes
+
+SCORE_BATCH = 32  # batch the candidates are scored at (a static-batch file runs its own)
+WARMUP_RUNS = 5
+TIMING_S = 1.0  # seconds of timed batch-1 runs per candidate (after the warm-up runs)
+ROUNDS = 8  # side by side: alternating rounds; each times both files for ROUND_S after 2 warm-up runs
+ROUND_S = 0.25
+
+
+class RunnerMeasure:
+    """Scores and times candidate files of one input shape through their runtime's Runner."""
+
+    def __init__(self, input_shape: tuple[int, ...]):
+        self.input_shape = list(input_shape)
+
+    def _options(self, precision: str) -> dict:
+        # the precision as bench and verify pass it, so candidates run as they will be run
+        return {"input_shape": self.input_shape, "precision": precision}
+
+    def logits(self, runtime: str, path: Path, inputs: np.ndarray, *, precision: str,
+               batch: int = SCORE_BATCH) -> np.ndarray:
+        from edgecnn.inference import run_logits
+
+        logits, _ = run_logits(runtime, path, inputs, threads=None, batch=batch, options=self._options(precision))
+        return logits
+
+    def p50_ms(self, runtime: str, path: Path, sample: np.ndarray, *, precision: str) -> float:
+        """Median batch-1 latency on this host (perf_counter_ns, 5 warm-up runs, >= 1 s timed)."""
+        from edgecnn.inference import load_runner
+
+        runner, batch = load_runner(runtime, path, threads=None, batch=1, options=self._options(precision))
+        try:
+            data = np.ascontiguousarray(np.repeat(sample[:1], batch, axis=0), dtype=np.float32)
+            for _ in range(WARMUP_RUNS):
+                runner.run(data)
+            samples = time_invokes(lambda: runner.run(data), iters=None, min_time_ns=int(TIMING_S * 1e9),
+                                   min_iters=10)
+        finally:
+            runner.close()
+        return float(np.median(samples)) / 1e6 / batch
+
+    def side_by_side(self, runtime: str, candidate: Path, fp32: Path, sample: np.ndarray) -> dict:
+        """Median batch-1 latency (ms) of both files, timed in alternating rounds in this process."""
+        from edgecnn.inference import load_runner
+
+        runners = {}
+        try:
+            for key, path, precision in (("p50_ms", candidate, "int8"), ("fp32_p50_ms", fp32, "fp32")):
+                runners[key] = load_runner(runtime, path, threads=None, batch=1, options=self._options(precision))[0]
+            batch = np.ascontiguousarray(sample[:1], dtype=np.float32)
+            samples: dict[str, list[int]] = {key: [] for key in runners}
+            for _ in range(ROUNDS):
+                for key, runner in runners.items():
+                    for _ in range(2):
+                        runner.run(batch)
+                    samples[key] += time_invokes(lambda r=runner: r.run(batch), iters=None,
+                                                 min_time_ns=int(ROUND_S * 1e9), min_iters=5)
+        finally:
+            for runner in runners.values():
+                runner.close()
+        result = {key: round(float(np.median(values)) / 1e6, 3) for key, values in samples.items()}
+        return {**result, "method": f"interleaved with fp32: {ROUNDS} alternating rounds of >= {ROUND_S:g} s each "
+                                    "after 2 warm-up runs, median"}

@@ -1,0 +1,88 @@
+"""The INT8 step of the export: one place for every runtime.
+
+After a backend's build step has written the fp32 artifact, the pipeline hands the backend's declared
+INT8 method (`Backend.int8`, an `edgecnn.quantize.Int8Method`) to `edgecnn.quantize.search_int8`, with
+the golden set, verify's int8 gate and the runners' scorer and timer (`RunnerMeasure`). Then, here and
+nowhere else: the decision is noted, the calibration recorded, the chosen file copied into the bundle
+and added as an artifact, or (no int8 kept) the search recorded under the manifest's `int8_search`.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+from pathlib import Path
+
+from edgecnn.build_context import BuildContext, timed
+from edgecnn.errors import BadInputError
+
+
+def int8_step(ctx: BuildContext) -> None:
+    """Choose and add the int8 artifact of `ctx`'s target (when int8 was asked and the backend searches it)."""
+    backend = ctx.profile.backend
+    if ctx.precision != "int8" or backend.int8 is None:
+        return
+    from edgecnn.quantize import Int8Job
+
+    method = backend.int8_method()
+    job = Int8Job(fp32_path=ctx.writer.path(method.fp32_artifact), calibration=ctx.data.calibration,
+                  golden_inputs=ctx.data.golden_inputs, scratch=ctx.scratch / f"int8-{backend.name}",
+                  input_shape=tuple(ctx.preprocess.input_shape),
+                  profile=ctx.profile, calib_method=ctx.request.calib_method,
+                  options={"tflite_int8_scheme": ctx.request.tflite_int8_scheme},
+                  torch_model=lambda: ctx.torch_model, stage=ctx.stage, warnings=ctx.warnings)
+    if not method.applies(job):
+        return
+    (decision, record), seconds = timed(lambda: _search(ctx, method, job))
+    calibration = method.calibration_record(job, decision.recipe, decision.entry)
+    if calibration is not None:
+        ctx.calibration_details[backend.name] = calibration
+    if decision.artifact is None:  # passing mixes all ran slower than fp32: the fp32 artifact is the result
+        ctx.extra_manifest.setdefault("int8_search", {})[backend.name] = record
+        return
+    kept = ctx.writer.path(method.artifact)
+    files = _copy_with_companions(decision.artifact, kept, method.companions)
+    extra = method.entry(job, kept, decision.entry, record)
+    ctx.add(files, format=method.format, runtime=method.runtime, precision="int8", seconds=seconds,
+            **{**extra, "layers_in_float": len(decision.float_layers), "int8": record})
+
+
+def _search(ctx: BuildContext, method, job):
+    """(decision, manifest record): the search held to verify's int8 gate (with the user's limits)."""
+    from edgecnn.bench.candidates import RunnerMeasure
+    from edgecnn.quantize import Gate, SearchRequest, search_int8
+
+    request = ctx.request
+    if not request.search_budget > 0:  # also refuses NaN
+        raise BadInputError(f"--search-budget must be more than 0 seconds, got {request.search_budget:g}")
+    gate = Gate.for_int8(max_drop=request.max_drop, min_agreement=request.min_agreement)
+    labels = ctx.data.golden_labels if ctx.data.labels_meaningful else None
+    search = SearchRequest(gate=gate, inputs=ctx.data.golden_inputs, reference=ctx.reference, labels=labels,
+                           input_shape=tuple(ctx.preprocess.input_shape), budget_s=request.search_budget,
+                           fallback=request.fallback and ctx.loaded.accuracy_meaningful, stage=ctx.stage,
+                           **_timing_rule(ctx))
+    decision = search_int8(search, method, job, RunnerMeasure(tuple(ctx.preprocess.input_shape)))
+    if decision.note and ctx.loaded.accuracy_meaningful:
+        ctx.warnings.append(decision.note)
+    record = decision.manifest_record(gate, request.search_budget)
+    if not method.timed and method.untimed_note:
+        record["note"] = (record.get("note") or "") + method.untimed_note
+    return decision, record
+
+
+def _timing_rule(ctx: BuildContext) -> dict:
+    """Whether this host's latency may decide the int8 result for the profile's device."""
+    profile = ctx.profile
+    if profile.host_timing_decides():
+        return {"timing_decides": True}
+    return {"timing_decides": False, "timing_note": (
+        f"timed on this {platform.machine()} host for the record only: the {profile.name} device is "
+        f"{profile.cpu_arch}, where int8 kernels run differently; measure there (edgecnn bench --on)")}
+
+
+def _copy_with_companions(source: Path, target: Path, companions: tuple[str, ...]) -> list[Path]:
+    """Copy the chosen candidate (and the files that travel with it, e.g. OpenVINO's .bin) into the bundle."""
+    files = [Path(shutil.copyfile(source, target))]
+    for suffix in companions:
+        files.append(Path(shutil.copyfile(source.with_suffix(suffix), target.with_suffix(suffix))))
+    return files
