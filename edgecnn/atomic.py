@@ -70,20 +70,28 @@ def read_json(path: str | Path, *, what: str = "JSON file", hint: str = "", expe
 
     `hint` is the fix appended to the message (e.g. "rebuild on this device: edgecnn build BUNDLE").
     """
+    payload = read_document(path, json.loads, (json.JSONDecodeError,), what=what, hint=hint, kind="JSON")
+    if expect is not None and not isinstance(payload, expect):
+        from edgecnn.errors import BadInputError
+
+        kind = "a JSON object" if expect is dict else f"JSON of type {expect.__name__}"
+        raise BadInputError(f"{path} must hold {kind}{': ' + hint if hint else ''}")
+    return payload
+
+
+def read_document(path: str | Path, parse: Callable[[str], Any], errors: tuple[type[Exception], ...], *,
+                  what: str, hint: str = "", kind: str) -> Any:
+    """Read and parse a text file (JSON, TOML): missing or unparseable is one BadInputError naming it."""
     from edgecnn.errors import BadInputError
 
     path = Path(path)
     suffix = f": {hint}" if hint else ""
     try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
+        return parse(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BadInputError(f"{what} {path} not found{suffix}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadInputError(f"{what} {path} cannot be read as JSON: {exc}{suffix}") from None
-    if expect is not None and not isinstance(payload, expect):
-        kind = "a JSON object" if expect is dict else f"JSON of type {expect.__name__}"
-        raise BadInputError(f"{path} must hold {kind}{suffix}")
-    return payload
+    except (OSError, UnicodeDecodeError, *errors) as exc:
+        raise BadInputError(f"{what} {path} cannot be read as {kind}: {exc}{suffix}") from None
 
 
 def check_output_path(path: str | Path | None, *, option: str = "output") -> Path | None:

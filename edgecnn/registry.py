@@ -8,12 +8,12 @@ bench, verify, explain, tune, the report, quickstart and `edgecnn devices` read 
 module names a runtime.
 
 This module sits at the bottom of the package (it imports only edgecnn.errors), so anything may ask
-it; the runtimes themselves live in `edgecnn/backends/<name>/`, whose `__init__` registers one
-Backend. Discovery imports every subpackage of `edgecnn.backends`, so adding a runtime is adding a
-folder. A subpackage's `__init__` must stay import-light: the Runner, build step, INT8 method and the
-rest are declared as "module:attribute" strings and imported only when used, so a device never imports
-torch or an SDK it does not use. An import error in a backend's `__init__` is a bug and propagates; it
-is never swallowed.
+it; the runtimes themselves live in `edgecnn/backends/<name>/`, each declared by the `backend.toml` in
+its folder (this dataclass's fields, as data). Discovery reads every subpackage's declaration, so
+adding a runtime is adding a folder. Nothing is imported to register: the Runner, build step, INT8
+method and the rest are declared as "module:attribute" strings and imported only when used, so a device
+never imports torch or an SDK it does not use. A malformed declaration is a RegistryError; it is never
+skipped.
 """
 
 
@@ -21,11 +21,16 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
 from edgecnn.errors import BadInputError, RegistryError
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 @dataclass(frozen=True)
 class Backend:
@@ -64,6 +69,7 @@ class Backend:
     profile_table_required: bool = False
     note_when_emulated: str = ""  # said when its latency was measured on another CPU than the device's
     tools: tuple[str, ...] = ()  # distributions whose versions shape its artifacts (recorded in manifests)
+    package: str = ""  # the subpackage that declares it (set by discovery)
     tuning: str | None = None  # module `edgecnn tune` sweeps (its TUNABLES); None: threads only
     # "module:function" (int8_path, fp32_path, inputs) -> (layers, make or None): what `edgecnn explain`
     # looks inside an int8 artifact with; None: explain cannot look inside this runtime's files
@@ -136,16 +142,45 @@ def register(backend: Backend) -> Backend:
     return backend
 
 
+DECLARATION = "backend.toml"
+
+
 def _discover() -> None:
-    """Import every backend subpackage of edgecnn.backends once (each registers itself)."""
+    """Register the backend every subpackage of edgecnn.backends declares in its backend.toml, once."""
     global _discovered
     if _discovered:
         return
     _discovered = True
     package = importlib.import_module(BACKENDS_PACKAGE)
     for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        if module.ispkg:
-            importlib.import_module(f"{BACKENDS_PACKAGE}.{module.name}")
+        if module.ispkg:  # read from the folder, not imported: a subpackage's __init__ asks `declared`
+            folder = Path(module.module_finder.path) / module.name
+            register(_declared_in(f"{BACKENDS_PACKAGE}.{module.name}", folder / DECLARATION))
+
+
+def _declared_in(package: str, where: Path) -> Backend:
+    """The Backend a runtime's folder declares (lists become tuples; an unknown or missing field is refused)."""
+    try:
+        data = tomllib.loads(where.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise RegistryError(f"{package}: cannot read {DECLARATION}: {exc}") from None
+    known = {f.name for f in fields(Backend)} - {"package"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise RegistryError(f"{package}/{DECLARATION}: {unknown[0]!r} is not a Backend field ({', '.join(sorted(known))})")
+    try:
+        return Backend(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}, package=package)
+    except TypeError as exc:  # a required field missing
+        raise RegistryError(f"{package}/{DECLARATION}: {exc}") from None
+
+
+def declared(package: str) -> Backend:
+    """The registered Backend that `package` (a runtime's subpackage) declares."""
+    _discover()
+    for backend in _REGISTRY.values():
+        if backend.package == package:
+            return backend
+    raise RegistryError(f"{package} declares no backend ({DECLARATION} missing)")
 
 
 def backends(*, deploy_only: bool = False) -> list[Backend]:

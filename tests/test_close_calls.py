@@ -27,9 +27,9 @@ def test_only_a_close_call_is_timed_again():
 
 
 @pytest.mark.parametrize("first_p50,side_by_side,status", [
-    (5.94, (5.10, 5.90), "passed"),   # drift said slower; side by side it is faster: kept
-    (5.80, (6.10, 5.90), "slower"),   # drift said faster; side by side it is slower: not kept
-    (3.00, None, "passed"),           # not close: the first timing decides, nothing timed again
+    (5.94, (5.10, 5.90), "fallback"),  # drift said slower; side by side it is faster: kept
+    (5.80, (6.10, 5.90), "slower"),    # drift said faster; side by side it is slower: not kept
+    (3.00, None, "fallback"),          # not close: the first timing decides, nothing timed again
 ])
 def test_side_by_side_timing_decides_a_close_call(tmp_path, first_p50, side_by_side, status):
     calls = []
@@ -42,10 +42,10 @@ def test_side_by_side_timing_decides_a_close_call(tmp_path, first_p50, side_by_s
     request = SimpleNamespace(stage=lambda message: None, input_shape=(1, 3, 8, 8), inputs=np.zeros((1, 3, 8, 8)))
     measure = _Measure(request, "onnxruntime", tmp_path / "fp32.onnx", SideBySide())
     mix = _trial(first_p50, tmp_path / "mix.onnx")
-    first = "slower" if first_p50 >= 5.93 else "passed"
-    outcome = SearchOutcome(first, mix if first == "passed" else None, [mix], mix)
+    first = "slower" if first_p50 >= 5.93 else "fallback"
+    outcome = SearchOutcome(first, mix if first == "fallback" else None, [mix], mix)
     settled = _settled(measure, outcome, 5.93)
-    assert settled.status == status and (settled.chosen is mix) == (status == "passed")
+    assert settled.status == status and (settled.chosen is mix) == (status == "fallback")
     assert len(calls) == (0 if side_by_side is None else 1)
     if side_by_side is not None:
         assert mix.to_dict()["interleaved_with_fp32"]["p50_ms"] == side_by_side[0]  # recorded in the trace

@@ -53,7 +53,7 @@ def test_requantized_mix_is_kept_only_when_it_passes_and_is_faster_than_fp32(tmp
     job = SimpleNamespace(scratch=tmp_path)
     full = _trial("full", (), 0.9, 1.0, tmp_path / "model.int8.onnx")
     edited = _trial("2 layer(s) in float", ("a", "b"), 0.98, 3.0, tmp_path / "mix2.onnx")
-    outcome = SearchOutcome("passed", edited, [full, edited], edited)
+    outcome = SearchOutcome("fallback", edited, [full, edited], edited)
     trace = list(outcome.trace)
     result = _requantized(_FakeMeasure(agreement, p50), Requantizing(), job, full, outcome, trace=trace, fp32_p50=10.0)
     assert calls == [("minmax", ("a", "b"), "model.int8.onnx")]

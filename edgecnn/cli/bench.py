@@ -10,11 +10,12 @@ from rich.table import Table
 
 from edgecnn.cli import app
 from edgecnn.cli._common import console, err_console, handle_errors, note, write_json
-from edgecnn.cli.remote import ACCEPT_NEW, FLEET, IDENTITY, KEEP, ON
+from edgecnn.cli.remote import RemoteOptions, remote_options
 
 
 @app.command("bench")
 @handle_errors
+@remote_options
 def bench(
     *,  # typer passes options by name; keyword-only keeps the 5-positional-parameter rule
     path: Path = typer.Argument(..., help="A bundle folder, its manifest.json, or one artifact file."),
@@ -44,25 +45,21 @@ def bench(
     untuned: bool = typer.Option(
         False, "--untuned", help="Ignore the bundle's tuning for this machine (tuning/<signature>.json): the runners' defaults."
     ),
-    on: Optional[List[str]] = ON,
-    fleet: Optional[Path] = FLEET,
-    identity: Optional[Path] = IDENTITY,
-    accept_new_host_key: bool = ACCEPT_NEW,
-    keep: bool = KEEP,
+    remote: RemoteOptions = RemoteOptions(),
 ) -> None:
     """Benchmark latency, throughput, load time and memory of each artifact, each in its own process."""
     from edgecnn import bench as bench_lib
     from edgecnn.atomic import check_output_path
 
-    if on or fleet:  # on devices over SSH: the same bench runs there (edgecnn.remote)
+    if remote.requested:  # on devices over SSH: the same bench runs there (edgecnn.remote)
         from edgecnn.cli.remote import dispatch
 
         if plot is not None:
             from edgecnn.errors import BadInputError
 
             raise BadInputError("--plot draws one machine's run: drop it with --on/--fleet (the JSON has every device)")
-        return dispatch("bench", path, on=on, fleet=fleet, identity=identity, accept_new_host_key=accept_new_host_key,
-                        keep=keep, json_path=json_path, runtime=runtime, forwarded={
+        return dispatch("bench", path, remote=remote,
+                        json_path=json_path, runtime=runtime, forwarded={
                             "--runtime": runtime, "--threads": threads, "--batch": batch, "--warmup": warmup,
                             "--iters": iters, "--min-time": min_time, "--baseline": baseline, "--timeout": timeout,
                             "--untuned": untuned})

@@ -15,11 +15,12 @@ from rich.table import Table
 from edgecnn.atomic import check_output_path
 from edgecnn.cli import app
 from edgecnn.cli._common import console, handle_errors, note, write_json
-from edgecnn.cli.remote import ACCEPT_NEW, FLEET, IDENTITY, KEEP, ON
+from edgecnn.cli.remote import RemoteOptions, remote_options
 
 
 @app.command("build")
 @handle_errors
+@remote_options
 def build(
     *,
     bundle_path: Path = typer.Argument(..., help="A TensorRT bundle folder (from edgecnn export --target jetson|cuda)."),
@@ -31,22 +32,18 @@ def build(
     ),
     force: bool = typer.Option(False, "--force", help="Rebuild engines that already exist and are valid here."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write what was built as JSON."),
-    on: Optional[List[str]] = ON,
-    fleet: Optional[Path] = FLEET,
-    identity: Optional[Path] = IDENTITY,
-    accept_new_host_key: bool = ACCEPT_NEW,
-    keep: bool = KEEP,
+    remote: RemoteOptions = RemoteOptions(),
     fetch_engine: bool = typer.Option(
         False, "--fetch-engine", help="With --on/--fleet: bring the built engines back into the local bundle too."
     ),
 ) -> None:
     """Build (or adopt) the bundle's TensorRT engines here and add them to its manifest."""
     check_output_path(json_path, option="--json")
-    if on or fleet:  # on the device that will run them; the provenance comes back into this manifest
+    if remote.requested:  # on the device that will run them; the provenance comes back into this manifest
         from edgecnn.cli.remote import dispatch
 
-        return dispatch("build", bundle_path, on=on, fleet=fleet, identity=identity, fetch_engine=fetch_engine,
-                        accept_new_host_key=accept_new_host_key, keep=keep, json_path=json_path,
+        return dispatch("build", bundle_path, remote=remote, fetch_engine=fetch_engine,
+                        json_path=json_path,
                         forwarded={"--precision": precision, "--dla-core": dla_core, "--force": force})
     backend = _device_backend(bundle_path)
     report = backend.device_build_step()(bundle_path, precision=precision, dla_core=dla_core, force=force, note=note)

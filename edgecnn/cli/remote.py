@@ -1,12 +1,17 @@
 """`--on SSH_TARGET` / `--fleet FILE.toml` for bench, verify, build and tune, and the hidden `edgecnn device-agent`.
 
-The commands call `dispatch` before their local path when a device is named; it runs the same
-command on each device (edgecnn.remote), prints one table with a device column and writes one JSON.
+The remote options are declared once here (`remote_options` adds them to a command and hands it one
+`RemoteOptions`). The commands call `dispatch` before their local path when a device is named; it runs
+the same command on each device (edgecnn.remote), prints one table with a device column and writes one
+JSON.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -16,12 +21,57 @@ from rich.table import Table
 from edgecnn.cli import app
 from edgecnn.cli._common import console, handle_errors, write_json
 
-# Shared by bench, verify and build (a Typer option default can sit in several signatures).
-ON = typer.Option(None, "--on", help="Run on this device over SSH: user@host[:port] or a ~/.ssh/config Host (repeatable).")
-FLEET = typer.Option(None, "--fleet", help="Run on every device of this TOML file (see devices/fleets/example.toml).")
-IDENTITY = typer.Option(None, "--identity", help="SSH private key for --on/--fleet (default: your ssh config and agent).")
-ACCEPT_NEW = typer.Option(False, "--accept-new-host-key", help="Trust and record a device's host key on first contact (default: known_hosts only).")
-KEEP = typer.Option(False, "--keep", help="Leave the copied bundle on the device (a later run sends only what changed).")
+
+@dataclass(frozen=True)
+class RemoteOptions:
+    """Where bench, verify, build and tune run when not here: the five options they all take."""
+
+    on: Optional[List[str]] = None
+    fleet: Optional[Path] = None
+    identity: Optional[Path] = None
+    accept_new_host_key: bool = False
+    keep: bool = False
+
+    @property
+    def requested(self) -> bool:
+        """A device was named: the command runs there, not here."""
+        return bool(self.on or self.fleet)
+
+
+# The Typer declaration of each RemoteOptions field, in the order --help lists them.
+_OPTIONS = {
+    "on": (Optional[List[str]], typer.Option(
+        None, "--on", help="Run on this device over SSH: user@host[:port] or a ~/.ssh/config Host (repeatable).")),
+    "fleet": (Optional[Path], typer.Option(
+        None, "--fleet", help="Run on every device of this TOML file (see devices/fleets/example.toml).")),
+    "identity": (Optional[Path], typer.Option(
+        None, "--identity", help="SSH private key for --on/--fleet (default: your ssh config and agent).")),
+    "accept_new_host_key": (bool, typer.Option(
+        False, "--accept-new-host-key", help="Trust and record a device's host key on first contact (default: known_hosts only).")),
+    "keep": (bool, typer.Option(
+        False, "--keep", help="Leave the copied bundle on the device (a later run sends only what changed).")),
+}
+assert set(_OPTIONS) == {f.name for f in fields(RemoteOptions)}  # a field added to one is added to both
+
+
+def remote_options(command):
+    """Give a command the --on/--fleet/--identity/--accept-new-host-key/--keep options, declared once here;
+    the command receives them as one keyword argument `remote: RemoteOptions`."""
+    signature = inspect.signature(command)
+    kept = [p for p in signature.parameters.values() if p.name != "remote"]
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+             for name, (kind, option) in _OPTIONS.items()]
+
+    @functools.wraps(command)
+    def with_remote(**kwargs):
+        remote = RemoteOptions(**{name: kwargs.pop(name) for name in _OPTIONS})
+        return command(**kwargs, remote=remote)
+
+    # Typer reads the parameters from the signature and their types from the annotations.
+    with_remote.__signature__ = signature.replace(parameters=kept + added)
+    with_remote.__annotations__ = {**{k: v for k, v in command.__annotations__.items() if k != "remote"},
+                                   **{name: kind for name, (kind, _) in _OPTIONS.items()}}
+    return with_remote
 
 
 def note(message: str) -> None:
@@ -29,22 +79,23 @@ def note(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def dispatch(command: str, path: Path, *, on: Optional[List[str]], fleet: Optional[Path], identity: Optional[Path],
-             accept_new_host_key: bool, keep: bool, forwarded: dict[str, Any], json_path: Optional[Path],
-             runtime: Optional[str] = None, fetch_engine: bool = False) -> None:
+def dispatch(command: str, path: Path, *, remote: RemoteOptions, forwarded: dict[str, Any],
+             json_path: Optional[Path], runtime: Optional[str] = None, fetch_engine: bool = False) -> None:
     """Run `edgecnn COMMAND PATH` on the devices, print one table, write one JSON; exit 1 when any failed."""
-    from edgecnn import remote
+    from edgecnn import remote as fleet
     from edgecnn.atomic import check_output_path
 
+    options, remote = remote, fleet
     check_output_path(json_path, option="--json")
-    devices = remote.select_devices(on, fleet)
+    devices = remote.select_devices(options.on, options.fleet)
     job = remote.RemoteJob(command=command, source=_source(path), args=tuple(_argv(forwarded)),
                            runtimes=_runtimes(command, path, runtime),
                            fetch=("manifest.json",) if command in ("build", "tune") else (), fetch_new=fetch_engine,
                            fetch_reported=("tuning_file",) if command == "tune" else ())
     note(f"{command} on {len(devices)} device(s): {', '.join(d.name for d in devices)}")
-    runs = remote.run_fleet(devices, job, remote.SshOptions(identity=identity, accept_new_host_key=accept_new_host_key),
-                            keep=keep, note=note)
+    runs = remote.run_fleet(devices, job, remote.SshOptions(identity=options.identity,
+                                                            accept_new_host_key=options.accept_new_host_key),
+                            keep=options.keep, note=note)
     report = remote.merged_report(runs, job)
     if command == "build":
         report["adopted"] = {r.device.name: remote.adopt_built_manifest(job.source, r) for r in runs if r.ok}

@@ -10,11 +10,12 @@ from rich.table import Table
 
 from edgecnn.cli import app
 from edgecnn.cli._common import console, err_console, handle_errors, note, write_json
-from edgecnn.cli.remote import ACCEPT_NEW, FLEET, IDENTITY, KEEP, ON, dispatch
+from edgecnn.cli.remote import RemoteOptions, remote_options, dispatch
 
 
 @app.command("tune")
 @handle_errors
+@remote_options
 def tune_command(
     *,  # typer passes options by name; keyword-only keeps the 5-positional-parameter rule
     path: Path = typer.Argument(..., help="A bundle folder (or its manifest.json) with a golden set."),
@@ -26,21 +27,17 @@ def tune_command(
     threshold: Optional[List[str]] = typer.Option(None, "--threshold", help="Gate override, repeatable, as in verify: bf16.min_agreement=0.99, int8.max_drop=2."),
     force: bool = typer.Option(False, "--force", help="Replace this machine's existing tuning file."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the full report (every candidate) as JSON."),
-    on: Optional[List[str]] = ON,
-    fleet: Optional[Path] = FLEET,
-    identity: Optional[Path] = IDENTITY,
-    accept_new_host_key: bool = ACCEPT_NEW,
-    keep: bool = KEEP,
+    remote: RemoteOptions = RemoteOptions(),
 ) -> None:
     """Sweep each runtime's knobs, time every candidate, gate the faster ones on the golden set, store the fastest that passes."""
     from edgecnn.atomic import check_output_path
     from edgecnn.tune import TuneSettings, tune
     from edgecnn.verify import build_overrides
 
-    if on or fleet:
+    if remote.requested:
         # Tuned on each device by its own edgecnn tune; its tuning file and manifest record come back here.
-        return dispatch("tune", path, on=on, fleet=fleet, identity=identity, accept_new_host_key=accept_new_host_key,
-                        keep=keep, json_path=json_path, runtime=runtime,
+        return dispatch("tune", path, remote=remote,
+                        json_path=json_path, runtime=runtime,
                         forwarded={"--runtime": runtime, "--budget": budget, "--min-time": min_time, "--warmup": warmup,
                                    "--limit": limit, "--threshold": threshold or None, "--force": force})
     check_output_path(json_path, option="--json")

@@ -11,11 +11,12 @@ from rich.table import Table
 
 from edgecnn.cli import app
 from edgecnn.cli._common import console, err_console, handle_errors, note, write_json
-from edgecnn.cli.remote import ACCEPT_NEW, FLEET, IDENTITY, KEEP, ON
+from edgecnn.cli.remote import RemoteOptions, remote_options
 
 
 @app.command("verify")
 @handle_errors
+@remote_options
 def verify_command(
     *,  # typer passes options by name; keyword-only keeps the 5-positional-parameter rule
     path: Path = typer.Argument(..., help="A bundle folder (or its manifest.json), or one artifact file with --reference."),
@@ -38,22 +39,18 @@ def verify_command(
     junit_path: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML (one test case per artifact) to this file."),
     summary_path: Optional[str] = typer.Option(None, "--summary", help="Append a Markdown table to this file (e.g. \"$GITHUB_STEP_SUMMARY\"; empty: none)."),
     untuned: bool = typer.Option(False, "--untuned", help="Ignore the bundle's tuning for this machine (tuning/<signature>.json): the runners' defaults."),
-    on: Optional[List[str]] = ON,
-    fleet: Optional[Path] = FLEET,
-    identity: Optional[Path] = IDENTITY,
-    accept_new_host_key: bool = ACCEPT_NEW,
-    keep: bool = KEEP,
+    remote: RemoteOptions = RemoteOptions(),
 ) -> None:
     """Check that every artifact still classifies like the PyTorch model; exit 1 if any check fails."""
     from edgecnn.atomic import check_output_path
 
-    if on or fleet:  # on devices over SSH, against the bundle's golden set (edgecnn.remote); --data is the device's
+    if remote.requested:  # on devices over SSH, against the bundle's golden set (edgecnn.remote); --data is the device's
         from edgecnn.cli.remote import dispatch, refuse_local_paths
 
         refuse_local_paths({"--reference": reference, "--junit": junit_path, "--summary": summary_path,
                             "--data-root": data_root})
-        return dispatch("verify", path, on=on, fleet=fleet, identity=identity, accept_new_host_key=accept_new_host_key,
-                        keep=keep, json_path=json_path, runtime=runtime, forwarded={
+        return dispatch("verify", path, remote=remote,
+                        json_path=json_path, runtime=runtime, forwarded={
                             "--data": data, "--runtime": runtime, "--max-drop": max_drop, "--min-agreement": min_agreement,
                             "--min-cosine": min_cosine, "--max-abs-diff": max_abs_diff, "--threshold": threshold or [],
                             "--reference-source": reference_source, "--precision": precision, "--threads": threads, "--untuned": untuned,

@@ -280,12 +280,21 @@ def export_onnx(
     )
 
 
-def _check_model(onnx, model, stage: str) -> None:
+def checked(onnx, model, *, what: str, error: type[Exception] = CheckFailedError) -> Any:
+    """`model` when onnx.checker accepts it; else `error` with the checker's first line, naming `what`.
+
+    Our own export failing the checker is a failed check (exit 1); a user's file failing it is bad
+    input (the caller passes BadInputError)."""
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
         first_line = (str(exc).strip().splitlines() or ["invalid model"])[0]
-        raise CheckFailedError(f"onnx.checker rejected the model {stage}: {first_line[:300]}") from exc
+        raise error(f"onnx.checker rejects {what}: {first_line[:300]}") from None
+    return model
+
+
+def _check_model(onnx, model, stage: str) -> None:
+    checked(onnx, model, what=f"the model {stage}")
 
 
 def _check_io(model, input_shape) -> None:

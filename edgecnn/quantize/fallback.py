@@ -20,7 +20,9 @@ import numpy as np
 from edgecnn.errors import CheckFailedError
 from edgecnn.quantize.gate import Gate, Score, score
 from edgecnn.quantize.method import Candidate, Int8Job, Int8Method, Measure, Recipe
-from edgecnn.quantize.search import AIM_AGREEMENT, Budget, Layer, SearchOutcome, Trial, rank_layers, search_fallback
+from edgecnn.quantize.search import (
+    AIM_AGREEMENT, Budget, Int8Status, Layer, SearchOutcome, Trial, rank_layers, search_fallback,
+)
 from edgecnn.quantize.timing import is_close
 from edgecnn.stages import Stage, quiet
 
@@ -52,7 +54,7 @@ class SearchRequest:
 class Int8Decision:
     """What export keeps: `artifact` (None: no int8 artifact), the recipe, the layers in float, the trace."""
 
-    status: str  # int8 | fallback | slower | unchecked (fallback off and int8 misses the gate)
+    status: str  # an Int8Status: INT8, FALLBACK, SLOWER or UNCHECKED (FAILED raises instead)
     artifact: Path | None
     recipe: dict
     float_layers: list[dict]
@@ -149,9 +151,9 @@ def search_int8(request: SearchRequest, method: Int8Method, job: Int8Job, measur
         # Plain int8 is what was asked for, so it is kept; the rule binds the mixes the search chooses.
         note = (f"int8 passes the gate but runs no faster than fp32 on this host ({_versus(full, fp32_p50)}): "
                 "the fp32 artifact may be the better choice here")
-        return _decision(run, "int8", recipe_trials, layers, full, note=note)
+        return _decision(run, Int8Status.INT8, recipe_trials, layers, full, note=note)
     if full.score.passed or not request.fallback or not layers or method.no_fallback_reason:
-        status = "int8" if full.score.passed else "unchecked"
+        status = Int8Status.INT8 if full.score.passed else Int8Status.UNCHECKED
         note = "" if full.score.passed or not method.no_fallback_reason else (
             f"int8 misses the gate (agreement {full.score.agreement:.2%}) and {method.no_fallback_reason}: "
             "kept as it is, verify will fail it")
@@ -183,7 +185,7 @@ def _fall_back(run: _Run, meter: _Measure, method: Int8Method, job: Int8Job, *, 
     outcome = _settled(meter, search_fallback(ranking, full, try_mix, budget=budget, fp32_p50_ms=rule,
                                               stage=request.stage), rule)
     trace = recipe_trials + outcome.trace[1:]  # outcome.trace[0] is `full`, the best of recipe_trials
-    if outcome.status == "passed" and method.requantizes:
+    if outcome.status == Int8Status.FALLBACK and method.requantizes:
         outcome = _requantized(meter, method, job, full, outcome, trace=trace, fp32_p50=rule)
     return _finish(run, outcome, trace, ranking)
 
@@ -208,19 +210,19 @@ def _requantized(meter: _Measure, method: Int8Method, job: Int8Job, full: Trial,
     if trial.score.passed:
         meter.settle(trial, fp32_p50)
     if trial.score.passed and not trial.slower_than(fp32_p50):
-        return SearchOutcome("passed", trial, outcome.trace, trial)
+        return SearchOutcome(Int8Status.FALLBACK, trial, outcome.trace, trial)
     return outcome
 
 
 def _settled(measure: _Measure, outcome: SearchOutcome, fp32_p50: float | None) -> SearchOutcome:
     """The search's passing mix, decided again against fp32 by a side-by-side timing when it was close."""
-    candidate = outcome.chosen if outcome.status == "passed" else outcome.best if outcome.status == "slower" else None
+    candidate = {Int8Status.FALLBACK: outcome.chosen, Int8Status.SLOWER: outcome.best}.get(outcome.status)
     if candidate is None:
         return outcome
     measure.settle(candidate, fp32_p50)
     if candidate.slower_than(fp32_p50):
-        return SearchOutcome("slower", None, outcome.trace, candidate)
-    return SearchOutcome("passed", candidate, outcome.trace, candidate)
+        return SearchOutcome(Int8Status.SLOWER, None, outcome.trace, candidate)
+    return SearchOutcome(Int8Status.FALLBACK, candidate, outcome.trace, candidate)
 
 
 def _versus(trial: Trial, fp32_p50: float) -> str:
@@ -258,7 +260,7 @@ def _try_recipes(request: SearchRequest, meter: _Measure, method: Int8Method, jo
 
 def _finish(run: _Run, outcome: SearchOutcome, trace: list[Trial], ranking: list[Layer]) -> Int8Decision:
     request, names, fp32_p50 = run.request, run.names, run.fp32_p50
-    if outcome.status == "failed":
+    if outcome.status == Int8Status.FAILED:
         best = outcome.best
         tried = ", ".join(names.get(n, n) for n in best.float_layers[:8]) or "none"
         raise CheckFailedError(
@@ -266,12 +268,12 @@ def _finish(run: _Run, outcome: SearchOutcome, trace: list[Trial], ranking: list
             f"{request.budget_s:g} s search budget: best agreement {best.score.agreement:.2%} with "
             f"{len(best.float_layers)} layer(s) in float ({tried}), {outcome.layers_tried} layers tried; nothing "
             "kept. Raise --search-budget, loosen --min-agreement/--max-drop, or export fp32")
-    if outcome.status == "slower":
+    if outcome.status == Int8Status.SLOWER:
         chosen = outcome.best
         note = (f"int8 with {len(chosen.float_layers)} layer(s) in float passes the gate but runs slower than fp32 "
                 f"on this host ({_versus(chosen, fp32_p50)}): no int8 artifact kept, use fp32")
-        return _decision(run, "slower", trace, ranking, chosen, note=note, artifact=None)
-    return _decision(run, "fallback", trace, ranking, outcome.chosen)
+        return _decision(run, Int8Status.SLOWER, trace, ranking, chosen, note=note, artifact=None)
+    return _decision(run, Int8Status.FALLBACK, trace, ranking, outcome.chosen)
 
 
 def _decision(run: _Run, status: str, trace: list[Trial], layers: list[Layer], chosen: Trial, *, note: str = "",
@@ -279,7 +281,7 @@ def _decision(run: _Run, status: str, trace: list[Trial], layers: list[Layer], c
     full, names = run.full, run.names
     ranked = sorted(layers, key=lambda x: (x.gain is None, -(x.gain or 0.0), x.sqnr_db if x.sqnr_db is not None else 1e9))
     floats = [{"user_name": names.get(n, n), "node": n} for n in chosen.float_layers]
-    if status == "unchecked" and not note:
+    if status == Int8Status.UNCHECKED and not note:
         note = (f"int8 misses the gate (agreement {full.score.agreement:.2%}); with the fallback off it is kept "
                 "as it is and verify will fail it")
     return Int8Decision(status=status, artifact=chosen.artifact if artifact == "chosen" else artifact,

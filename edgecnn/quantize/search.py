@@ -43,6 +43,16 @@ class Budget:
 AIM_AGREEMENT = 0.985
 
 
+class Int8Status:
+    """The one vocabulary of an INT8 result, from the fallback search's outcome to the manifest's `status`."""
+
+    INT8 = "int8"  # full int8 is kept (it passes; or it passes but is no faster than fp32: kept as asked, noted)
+    FALLBACK = "fallback"  # a mix with layers in float passes the gate, runs faster than fp32, and is kept
+    SLOWER = "slower"  # a mix passes but runs no faster than fp32: no int8 artifact is kept
+    UNCHECKED = "unchecked"  # full int8 misses the gate and the fallback is off: kept, verify fails it
+    FAILED = "failed"  # no mix passes within the budget: the export exits 1 and keeps nothing
+
+
 @dataclass
 class Layer:
     """One quantized layer and what it costs (sqnr_db of its int8 output vs fp32; gain when kept float)."""
@@ -130,7 +140,7 @@ def _counts(limit: int) -> list[int]:
 
 @dataclass
 class SearchOutcome:
-    """Where the fallback search ended: 'passed', 'slower' (passes, but slower than fp32) or 'failed'."""
+    """Where the fallback search ended: Int8Status FALLBACK (a mix passes), SLOWER or FAILED."""
 
     status: str
     chosen: Trial | None
@@ -173,10 +183,10 @@ def search_fallback(ranking: list[Layer], full: Trial, try_mix: Callable[[tuple[
         passing = _prune(passing, try_mix, trace, budget, stage=stage, total=len(nodes))
     best = max(trace, key=lambda t: (t.score.passed, t.score.agreement))
     if passing is None:
-        return SearchOutcome("failed", None, trace, best)
+        return SearchOutcome(Int8Status.FAILED, None, trace, best)
     if passing.slower_than(fp32_p50_ms):
-        return SearchOutcome("slower", None, trace, passing)
-    return SearchOutcome("passed", passing, trace, passing)
+        return SearchOutcome(Int8Status.SLOWER, None, trace, passing)
+    return SearchOutcome(Int8Status.FALLBACK, passing, trace, passing)
 
 
 def _prune(passing: Trial, try_mix: Callable[[tuple[str, ...]], Trial], trace: list[Trial], budget: Budget, *,

@@ -73,13 +73,10 @@ def load_fleet(path: str | Path) -> list[Device]:
     """The devices a fleet TOML file names, in file order."""
     from edgecnn.profiles import tomllib
 
+    from edgecnn.atomic import read_document
+
     path = Path(path).expanduser()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadInputError(f"--fleet {path} not found") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise BadInputError(f"--fleet {path} is not valid TOML: {exc}") from None
+    data = read_document(path, tomllib.loads, (tomllib.TOMLDecodeError,), what="--fleet", kind="TOML")
     table = data.get("devices")
     if not isinstance(table, dict) or not table:
         raise BadInputError(f"--fleet {path}: no [devices.NAME] tables (each needs ssh = \"user@host\")")

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgecnn.errors import BadInputError, require
-from edgecnn.export.onnx import NodeCounts
+from edgecnn.export.onnx import NodeCounts, checked
 from edgecnn.sources.onnx_file import BATCH_DIM, INPUT_NAME, OUTPUT_NAME, GraphInput, TorchConversionError
 
 # A graph whose batch was made dynamic must give the original's logits to within float noise.
@@ -46,11 +46,7 @@ class OnnxGraphResult(NodeCounts):
 
 
 def _check(onnx, model, what: str) -> None:
-    try:
-        onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as exc:
-        first = (str(exc).strip().splitlines() or ["invalid model"])[0]
-        raise BadInputError(f"onnx.checker rejects {what}: {first[:300]}") from None
+    checked(onnx, model, what=what, error=BadInputError)
 
 
 def _rename(model, old: str, new: str) -> None:

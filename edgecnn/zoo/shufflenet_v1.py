@@ -138,32 +138,18 @@ _REFERENCE = "Zhang et al. 2017, ShuffleNet: An Extremely Efficient Convolutiona
 _MIN_SIZE = 32
 
 
-@register_model(
-    "shufflenet_v1_g3",
-    family="lightweight",
-    input_size=(3, 224, 224),
-    min_size=_MIN_SIZE,
-    source="edgecnn",
-    reference=_REFERENCE,
-    weights=None,
-)
+# Both variants: the paper's ImageNet setting, edgecnn's own implementation, no pretrained weights.
+_VARIANT = dict(family="lightweight", input_size=(3, 224, 224), min_size=_MIN_SIZE, source="edgecnn",
+                reference=_REFERENCE, weights=None)
+
+
+@register_model("shufflenet_v1_g3", **_VARIANT)
 def shufflenet_v1_g3(num_classes: int = 1000) -> nn.Module:
     """ShuffleNet v1 1x, g=3 (the paper's default; about 138 M multiply-adds at 224)."""
     return ShuffleNetV1(groups=3, num_classes=num_classes)
 
 
-@register_model(
-    "shufflenet_v1_g8",
-    family="lightweight",
-    input_size=(3, 224, 224),
-    min_size=_MIN_SIZE,
-    source="edgecnn",
-    reference=_REFERENCE,
-    weights=None,
-)
+@register_model("shufflenet_v1_g8", **_VARIANT)
 def shufflenet_v1_g8(num_classes: int = 1000) -> nn.Module:
     """ShuffleNet v1 1x, g=8 (the paper's most accurate 1x variant; about 138 M multiply-adds at 224)."""
     return ShuffleNetV1(groups=8, num_classes=num_classes)
-
-
-__all__ = ["ShuffleNetV1", "ShuffleUnit", "channel_shuffle", "shufflenet_v1_g3", "shufflenet_v1_g8"]
