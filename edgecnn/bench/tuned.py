@@ -11,7 +11,6 @@ Numpy-only at the top, like the rest of `bench`: a device reads tuning files wit
 from __future__ import annotations
 
 import hashlib
-import importlib
 import platform
 import re
 from dataclasses import dataclass, field

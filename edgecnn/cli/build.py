@@ -7,7 +7,7 @@ Runs where TensorRT is (a Jetson with JetPack, a CUDA machine); never imports to
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 from rich.table import Table
