@@ -124,7 +124,8 @@ def print_table(report: dict) -> None:
     print("\n| machine | load avg (1 min, start-end) | runner setting | runs | p50 ms | p90 ms | p99 ms |")
     print("|---|---|---|---|---|---|---|")
     for phase in report["phases"]:
-        label = "quiet" if not phase["busy_processes"] else f"{phase['busy_processes']} busy processes"
+        # "quiet" means none of ours added: the load average says what else the machine was running.
+        label = "quiet (none added)" if not phase["busy_processes"] else f"+{phase['busy_processes']} busy processes"
         load = "-".join(f"{v:.1f}" for v in phase["loadavg_1min"])
         for name, stats in phase["latency_ms"].items():
             print(f"| {label} | {load} | {name} | {stats['n']} | {stats['p50']:.1f} | {stats['p90']:.1f} | "
