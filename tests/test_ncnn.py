@@ -209,3 +209,91 @@ def test_a_model_with_an_op_ncnn_lacks_is_refused_naming_it(lenet_checkpoint, tm
     assert result.exit_code == 2
     assert "pnnx has no ncnn layer for torch.index_select" in result.stderr
     assert not out.exists()
+
+
+def _load_in_child(tmp_path, param, code: str, env_extra: dict | None = None) -> dict:
+    """Run `code` in a fresh Python (OpenMP reads its wait policy once per process); its last stdout line as JSON."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.update(env_extra or {})
+    prelude = ("import json, os, sys\nfrom edgecnn.backends import get_runner\n"
+               f"param = {str(param)!r}\n")
+    done = subprocess.run([sys.executable, "-c", prelude + code], capture_output=True, text=True, env=env,
+                          timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_runner_waits_passively_by_default_spins_on_request_and_says_which(ncnn_bundle, tmp_path):
+    param = load_bundle(ncnn_bundle).artifact_path(load_bundle(ncnn_bundle).artifacts[0])
+    code = ("a = get_runner('ncnn').load(param, threads=2).applied\n"
+            "b = get_runner('ncnn').load(param, threads=2, openmp_wait='spin').applied\n"
+            "print(json.dumps({'a': a, 'b': b, 'env': os.environ.get('OMP_WAIT_POLICY')}))")
+    seen = _load_in_child(tmp_path, param, code)
+    assert seen["a"]["openmp_wait"] == "passive" and seen["a"]["openmp_blocktime"] == 0
+    assert seen["a"]["num_threads"] == 2 and "openmp_wait_asked" not in seen["a"]
+    # The Linux wheels bundle GNU libgomp: Option.openmp_blocktime alone would not reach it.
+    assert seen["a"]["openmp_runtime"] in ("libgomp", "libomp", "libgomp, libomp")
+    # The second net shares the process's OpenMP runtime: the wait in effect is said, and what was asked.
+    assert seen["b"]["openmp_wait"] == "passive" and seen["b"]["openmp_wait_asked"] == "spin"
+    assert seen["env"] is None, "the variables were set for ncnn's import only"
+
+    code = ("r = get_runner('ncnn').load(param, threads=2, openmp_wait='spin')\n"
+            "print(json.dumps({'a': r.applied, 'env': os.environ.get('OMP_WAIT_POLICY')}))")
+    seen = _load_in_child(tmp_path, param, code, {"OMP_WAIT_POLICY": "ACTIVE"})
+    assert seen["a"]["openmp_wait"] == "spin" and seen["a"]["openmp_blocktime"] == 20
+    assert seen["env"] == "ACTIVE", "the caller's own setting is back after the import"
+
+
+def test_the_wait_policy_is_in_the_environment_when_ncnn_loads(ncnn_bundle, monkeypatch):
+    import os
+
+    import ncnn
+
+    import edgecnn.backends.ncnn.runner as runner_module
+
+    param = load_bundle(ncnn_bundle).artifact_path(load_bundle(ncnn_bundle).artifacts[0])
+    for wait, expected in (("passive", {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "0"}),
+                           ("spin", {"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": None})):
+        seen = {}
+
+        def fake_require(module, extra, purpose=""):
+            seen.update({name: os.environ.get(name) for name in expected})
+            return ncnn
+
+        monkeypatch.setenv("GOMP_SPINCOUNT", "12345")  # a caller's value: hidden from the import, then restored
+        monkeypatch.delitem(sys.modules, "ncnn", raising=False)
+        monkeypatch.setattr(runner_module, "_imported_wait", None)
+        monkeypatch.setattr(runner_module, "require", fake_require)
+        runner = get_runner("ncnn").load(param, threads=2, openmp_wait=wait)
+        assert seen == expected and runner.applied["openmp_wait"] == wait
+        assert os.environ["GOMP_SPINCOUNT"] == "12345"
+        runner.close()
+
+
+def test_a_bad_openmp_wait_is_refused_naming_the_setting(ncnn_bundle):
+    param = load_bundle(ncnn_bundle).artifact_path(load_bundle(ncnn_bundle).artifacts[0])
+    for bad in ("busy", True, 0):
+        with pytest.raises(BadInputError, match="openmp_wait must be passive or spin") as caught:
+            get_runner("ncnn").load(param, threads=2, openmp_wait=bad)
+        assert caught.value.exit_code == 2
+
+
+def test_tune_sweeps_the_openmp_wait_after_the_default():
+    from edgecnn.backends.ncnn import tuning
+    from edgecnn.backends.ncnn.runner import NcnnRunner
+    from edgecnn.bench import BenchTarget
+    from edgecnn.tune.search import plan
+
+    knobs = dict(tuning.axes("fp32", cores=2))
+    assert knobs["openmp_wait"] == [{"openmp_wait": "passive"}, {"openmp_wait": "spin"}]
+    assert dict(tuning.axes("fp32", cores=1))["openmp_wait"] == [{"openmp_wait": "passive"}]  # nothing to sweep
+    for values in knobs.values():
+        for value in values:
+            assert set(value) <= NcnnRunner.options, "every knob tune sweeps is one the runner takes"
+    assert "load" in tuning.NOTE
+    target = BenchTarget(name="model.fp32.param", path=REPO / "model.fp32.param", runtime="ncnn", precision="fp32")
+    _, axes = plan(target, default_threads=2, cores=2)
+    assert [{"openmp_wait": "passive"}, {"openmp_wait": "spin"}] in axes
