@@ -35,8 +35,11 @@ def tune_command(
     """Sweep each runtime's knobs, time every candidate, gate the faster ones on the golden set, store the fastest that passes."""
     from edgecnn.atomic import check_output_path
     from edgecnn.tune import TuneSettings, tune
+    from edgecnn.validate import seconds
     from edgecnn.verify import build_overrides
 
+    seconds(budget, "--budget")
+    seconds(min_time, "--min-time")
     if on or fleet:
         # Tuned on each device by its own edgecnn tune; its tuning file and manifest record come back here.
         return dispatch("tune", path, on=on, fleet=fleet, identity=identity, accept_new_host_key=accept_new_host_key,
