@@ -246,8 +246,11 @@ def test_a_factory_reference_without_a_function_says_so(cli, tmp_path, source, e
     assert "describe a foreign model" not in line and not out.exists()
 
 
-def test_a_real_checkpoint_with_mean_still_says_it_brings_its_own(cli, lenet_checkpoint, tmp_path):
-    result = cli("export", str(lenet_checkpoint), "--target", "onnx", "--out", str(tmp_path / "o"),
+def test_a_real_checkpoint_with_mean_still_says_it_brings_its_own(cli, tmp_path):
+    import torch
+
+    torch.save({"arch": "lenet5"}, tmp_path / "model.pt")  # a torch.save file: a checkpoint, not garbage
+    result = cli("export", str(tmp_path / "model.pt"), "--target", "onnx", "--out", str(tmp_path / "o"),
                  "--mean", "0.5,0.5,0.5")
     refused(result, "--mean describe a foreign model")
 
