@@ -322,3 +322,26 @@ def test_a_dead_exports_claim_is_taken_over_and_released(tmp_path):
     assert (tmp_path / ".other.claim").exists()
     del writer
     assert not (tmp_path / ".other.claim").exists()
+
+
+def test_train_and_quantize_outputs_are_checked_before_any_work(cli, onnx_bundle, monkeypatch):
+    import edgecnn.train
+
+    monkeypatch.setattr(edgecnn.train, "train", lambda *a, **k: pytest.fail("trained before checking --out"))
+    refused(cli("train", "lenet5", "--data", "digits", "--out", "/sys/edgecnn-nope/run"), "--out")
+    model = onnx_bundle / "onnx" / "model.fp32.onnx"
+    refused(cli("quantize", str(model), "--calib-data", "digits", "--out", "/proc/nope/model.int8.onnx"), "--out")
+
+
+def test_tune_on_a_read_only_bundle_is_refused_before_timing(onnx_bundle, cli, tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        bundle = Path(shutil.copytree(onnx_bundle, folder / "bundle"))
+        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+        refused(cli("tune", str(bundle), "--budget", "5"), "Read-only file system")
+        assert not (bundle / "tuning").exists()
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)

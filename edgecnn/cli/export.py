@@ -184,6 +184,9 @@ def quantize_command(
         raise BadInputError(f"not found: {model}")
     if out.exists() and not force:
         raise BadInputError(f"{out} already exists: pass --force to replace it")
+    from edgecnn.atomic import check_output_path
+
+    check_output_path(out, option="--out")
     writable = [b for b in backends_with_file_quantizer()]
     if out.suffix.lower() not in {s for b in writable for s in b.suffixes}:
         choices = " or ".join(f"{b.suffixes[0]} ({b.label})" for b in writable)

@@ -47,6 +47,8 @@ def tune_command(
                         forwarded={"--runtime": runtime, "--budget": budget, "--min-time": min_time, "--warmup": warmup,
                                    "--limit": limit, "--threshold": threshold or None, "--force": force})
     check_output_path(json_path, option="--json")
+    # The tuning file and the manifest's record of it are written into the bundle: it must take them.
+    check_output_path(path if path.name == "manifest.json" else path / "manifest.json", option="the bundle at")
     settings = TuneSettings(runtime=runtime, budget_s=budget, min_time_s=min_time, warmup=warmup, limit=limit,
                             overrides=build_overrides(thresholds=threshold or ()), force=force)
     report = _tune_with_progress(tune, path, settings)
