@@ -23,13 +23,14 @@ import glob
 import os
 import shutil
 import tempfile
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
-from edgecnn.atomic import write_json_atomic
+from edgecnn.atomic import claim_output, release_claim, write_json_atomic
 from edgecnn.errors import BadInputError
 
 MANIFEST_NAME = "manifest.json"
@@ -207,8 +208,8 @@ def load_bundle(path: str | Path) -> Bundle:
     if not manifest_path.is_file():
         raise BadInputError(f"{path} is not a bundle: {manifest_path} is missing (make one with edgecnn export)")
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        manifest = json.loads(manifest_path.read_text(), parse_constant=_refuse_constant)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
         raise BadInputError(f"{manifest_path} is not valid JSON ({exc}): re-export the bundle") from None
     if not isinstance(manifest, dict):
         raise BadInputError(f"{manifest_path} must hold a JSON object")
@@ -230,7 +231,25 @@ def load_bundle(path: str | Path) -> Bundle:
         resolved = (root / entry.path).resolve()
         if root not in resolved.parents:
             raise BadInputError(f"{manifest_path}: artifact path {entry.path!r} leaves the bundle folder")
+    _check_other_paths(manifest, root, manifest_path)
     return Bundle(root=root, manifest=manifest, artifacts=artifacts)
+
+
+def _check_other_paths(manifest: dict, root: Path, manifest_path: Path) -> None:
+    """The tuning records and the golden set are bundle files like the artifacts: inside the folder, or refused."""
+    from edgecnn.validate import inside
+
+    records = manifest.get("tuning") or []
+    for index, record in enumerate(records if isinstance(records, list) else []):
+        if isinstance(record, dict):
+            inside(root, record.get("path"), f"{manifest_path}: tuning[{index}].path")
+    golden = manifest.get("golden")
+    if isinstance(golden, dict) and golden.get("path") is not None:
+        inside(root, golden.get("path"), f"{manifest_path}: golden.path")
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def file_record(root: Path, path: Path) -> dict:
@@ -296,6 +315,9 @@ class BundleWriter:
             raise BadInputError(f"{self.out} already exists: pass --force to replace it, or choose another --out")
         if self.out.exists() and not self.out.is_dir():
             raise BadInputError(f"{self.out} exists and is not a folder")
+        # Claimed now, before the minutes of work: a second export to the same folder is refused at once.
+        self._claim = claim_output(self.out)
+        self._release = weakref.finalize(self, release_claim, self._claim)  # also when __enter__ is never reached
         self.root: Path | None = None
 
     def __enter__(self) -> "BundleWriter":
@@ -310,6 +332,7 @@ class BundleWriter:
         shutil.rmtree(self.scratch, ignore_errors=True)
         if exc_type is not None and self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
+        self._release()
 
     def path(self, relative: str) -> Path:
         """A path inside the bundle being written (its folder is created)."""

@@ -106,4 +106,21 @@ def int8_entries(bundle, artifact: str | None = None) -> list:
                                 f"(int8 artifacts: {', '.join(e.path for e in bundle.artifacts if e.precision == 'int8') or 'none'})")
     if not entries:
         raise BadInputError(f"the bundle at {bundle.root} has no int8 artifact: export it with --precision int8")
+    for entry in entries:
+        _check_recorded_types(entry)
     return entries
+
+
+def _check_recorded_types(entry) -> None:
+    """A tampered manifest's int8 record or layer names: one line naming the field, not an AttributeError later."""
+    int8, names = entry.extra.get("int8"), entry.extra.get("layer_names")
+    lists = [(f"int8.{key}", int8.get(key)) for key in ("sensitivity", "layers_in_float")] if isinstance(int8, dict) else []
+    wrong = [name for name, value, kind in [("int8", int8, dict), ("layer_names", names, dict)] if value is not None
+             and not isinstance(value, kind)]
+    wrong += [name for name, value in lists if value is not None and not (isinstance(value, list)
+                                                                          and all(isinstance(x, dict) for x in value))]
+    if isinstance(names, dict) and not all(isinstance(v, str) for v in names.values()):
+        wrong.append("layer_names")
+    if wrong:
+        raise BadInputError(f"manifest: artifact {entry.path}: {wrong[0]} has the wrong type (int8 and layer_names "
+                            "are objects, int8.sensitivity and int8.layers_in_float lists of objects): re-export the bundle")

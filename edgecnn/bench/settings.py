@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from edgecnn.errors import BadInputError
+from edgecnn.validate import optional_seconds
 
 SCHEMA = "edgecnn.bench/1"
 DEFAULT_WARMUP = 10
@@ -51,8 +52,8 @@ class BenchSettings:
             self.min_time_s = DEFAULT_MIN_TIME_S
         if self.iters is not None and self.iters < 1:
             raise BadInputError(f"--iters must be at least 1, got {self.iters}")
-        if self.min_time_s is not None and self.min_time_s <= 0:
-            raise BadInputError(f"--min-time must be positive, got {self.min_time_s}")
+        optional_seconds(self.min_time_s, "--min-time")
+        optional_seconds(self.timeout_s, "--timeout")
         if self.warmup < 0:
             raise BadInputError(f"--warmup must be 0 or more, got {self.warmup}")
         if self.threads < 1:

@@ -21,6 +21,7 @@ from edgecnn.atomic import write_json_atomic
 from edgecnn.bundle import MANIFEST_NAME, BundleIntegrityError, file_sha256
 from edgecnn.errors import BadInputError
 from edgecnn.host import physical_cores
+from edgecnn.validate import inside, integer, number
 
 TUNING_DIR = "tuning"
 SCHEMA = "edgecnn.tuning/1"
@@ -112,8 +113,8 @@ def load_tuning(bundle, *, untuned: bool = False, signature: str | None = None) 
     record = next((r for r in tuning_records(bundle) if r.get("signature") == signature), None)
     if record is None:
         return None
-    relative = str(record.get("path", ""))
-    path = Path(bundle.root) / relative
+    relative = record.get("path")
+    path = inside(bundle.root, relative, f"{Path(bundle.root) / MANIFEST_NAME}: the tuning record's path")
     if not path.is_file():
         raise BundleIntegrityError(f"{path} is listed in the manifest but missing: re-run edgecnn tune "
                                    "(or pass --untuned)")
@@ -122,11 +123,42 @@ def load_tuning(bundle, *, untuned: bool = False, signature: str | None = None) 
         raise BundleIntegrityError(
             f"{path} does not match the manifest (sha256 {actual[:12]}... != {str(record.get('sha256'))[:12]}...): "
             "the tuning file changed after edgecnn tune; re-run edgecnn tune --force, or pass --untuned")
-    import json
+    from edgecnn.atomic import read_json
 
-    payload = json.loads(path.read_text())
-    chosen = {str(a.get("path")): a for a in payload.get("artifacts", []) if a.get("settings") is not None}
+    payload = read_json(path, what="tuning file", hint=_RETUNE, expect=dict)
+    artifacts = payload.get("artifacts") or []
+    if not isinstance(artifacts, list) or not all(isinstance(a, dict) for a in artifacts):
+        raise BadInputError(f"{path}: 'artifacts' must be a list of objects: {_RETUNE}")
+    chosen = {str(a.get("path")): a for a in artifacts if a.get("settings") is not None}
+    for name, row in chosen.items():
+        check_tuned_settings(row["settings"], f"{path}: {name}")
     return StoredTuning(relative=relative, payload=payload, chosen=chosen)
+
+
+_RETUNE = "re-run edgecnn tune --force, or pass --untuned"
+
+
+def check_tuned_settings(settings: Any, where: str) -> None:
+    """Refuse a tuned setting no runner could take, by name: thread counts are whole numbers >= 1; other knobs
+    are a word, a flag, a finite number or a list of words (providers)."""
+    if not isinstance(settings, dict):
+        raise BadInputError(f"{where}: 'settings' must be an object: {_RETUNE}")
+    for key, value in settings.items():
+        name = f"{where}: tuned setting {key}"
+        if not isinstance(key, str) or not key.isidentifier():
+            raise BadInputError(f"{where}: tuned setting {key!r} is not a setting name: {_RETUNE}")
+        try:
+            if value is None:  # the runner's default
+                continue
+            if key == "threads" or key.endswith("_threads"):
+                integer(value, name, minimum=1)
+            elif isinstance(value, list):
+                if not all(isinstance(item, str) for item in value):
+                    raise BadInputError(f"{name} must be a list of names, got {value!r}")
+            elif not isinstance(value, (str, bool)):
+                number(value, name)
+        except BadInputError as exc:
+            raise BadInputError(f"{exc}: {_RETUNE}") from None
 
 
 def tuning_relative(signature: str) -> str:

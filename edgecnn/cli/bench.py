@@ -50,7 +50,10 @@ def bench(
     """Benchmark latency, throughput, load time and memory of each artifact, each in its own process."""
     from edgecnn import bench as bench_lib
     from edgecnn.atomic import check_output_path
+    from edgecnn.validate import optional_seconds
 
+    optional_seconds(min_time, "--min-time")
+    optional_seconds(timeout, "--timeout")
     if remote.requested:  # on devices over SSH: the same bench runs there (edgecnn.remote)
         from edgecnn.cli.remote import dispatch
 

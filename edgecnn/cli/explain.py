@@ -28,7 +28,10 @@ def explain_command(
     from edgecnn.errors import BadInputError
     from edgecnn.explain import explain_artifact, int8_entries
 
+    from edgecnn.validate import seconds
+
     check_output_path(json_path, option="--json")
+    seconds(budget, "--budget")
     if top < 1:
         raise BadInputError(f"--top must be at least 1, got {top}")
     bundle = load_bundle(bundle_path)

@@ -76,7 +76,10 @@ def export_command(
 
     from edgecnn.thresholds import check_threshold
 
+    from edgecnn import validate
+
     check_output_path(json_path, option="--json")
+    validate.seconds(search_budget, "--search-budget")
     check_threshold("max_drop", max_drop)
     check_threshold("min_agreement", min_agreement)
     foreign_name = source_name(source)
@@ -90,6 +93,7 @@ def export_command(
         stem = foreign_name or stem
         # The precision is named only when asked for: a default may fall back (int8 without data).
         out = Path("dist") / (f"{stem}-{profile.name}-{precision}" if precision else f"{stem}-{profile.name}")
+    validate.writable_folder(out, "--out")
     request = ExportRequest(
         source=source, target=target, out=out, precision=precision, force=force, weights=weights,
         state_dict=str(state_dict) if state_dict else None, calib_data=calib_data, golden_data=golden_data,
@@ -180,6 +184,9 @@ def quantize_command(
         raise BadInputError(f"not found: {model}")
     if out.exists() and not force:
         raise BadInputError(f"{out} already exists: pass --force to replace it")
+    from edgecnn.atomic import check_output_path
+
+    check_output_path(out, option="--out")
     writable = [b for b in backends_with_file_quantizer()]
     if out.suffix.lower() not in {s for b in writable for s in b.suffixes}:
         choices = " or ".join(f"{b.suffixes[0]} ({b.label})" for b in writable)

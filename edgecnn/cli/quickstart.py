@@ -44,7 +44,10 @@ def quickstart_command(
     """
     from edgecnn.quickstart import QuickstartSettings, run_quickstart
     from edgecnn.report import print_summary
+    from edgecnn.validate import seconds, writable_folder
 
+    writable_folder(out, "--out")
+    seconds(bench_time, "--bench-time")
     own = {"weights": weights, "state_dict": str(state_dict) if state_dict else None, "input_size": input_size,
            "resize": resize, "mean": mean, "std": std, "channels": channels,
            "classes": str(classes) if classes else None}

@@ -48,6 +48,9 @@ def train_command(
         raise BadInputError(f"--weights must be imagenet, random or an existing file, got {weights!r}")
     if state_dict is not None and not state_dict.is_file():
         raise BadInputError(f"no such state dict file: {state_dict}")
+    from edgecnn.validate import writable_folder
+
+    writable_folder(out or Path("runs") / spec.name, "--out")  # before the epochs, not after them
     config = TrainConfig(
         model=spec.name,
         data=data,

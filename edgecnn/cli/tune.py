@@ -32,8 +32,11 @@ def tune_command(
     """Sweep each runtime's knobs, time every candidate, gate the faster ones on the golden set, store the fastest that passes."""
     from edgecnn.atomic import check_output_path
     from edgecnn.tune import TuneSettings, tune
+    from edgecnn.validate import seconds
     from edgecnn.verify import build_overrides
 
+    seconds(budget, "--budget")
+    seconds(min_time, "--min-time")
     if remote.requested:
         # Tuned on each device by its own edgecnn tune; its tuning file and manifest record come back here.
         return dispatch("tune", path, remote=remote,
@@ -41,6 +44,8 @@ def tune_command(
                         forwarded={"--runtime": runtime, "--budget": budget, "--min-time": min_time, "--warmup": warmup,
                                    "--limit": limit, "--threshold": threshold or None, "--force": force})
     check_output_path(json_path, option="--json")
+    # The tuning file and the manifest's record of it are written into the bundle: it must take them.
+    check_output_path(path if path.name == "manifest.json" else path / "manifest.json", option="the bundle at")
     settings = TuneSettings(runtime=runtime, budget_s=budget, min_time_s=min_time, warmup=warmup, limit=limit,
                             overrides=build_overrides(thresholds=threshold or ()), force=force)
     report = _tune_with_progress(tune, path, settings)

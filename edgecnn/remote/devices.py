@@ -8,8 +8,8 @@ alias of their `~/.ssh/config`. A fleet file names devices:
     [devices.pi5]
     ssh = "pi@pi5.local"                # required
     profile = "rpi5"                    # optional: the device profile it is (shown, not enforced)
-    command = "edgecnn"                 # optional: the edgecnn command on the device
-    workdir = ".cache/edgecnn/remote"   # optional: where bundles go, relative to the login folder
+    command = "edgecnn"                 # optional: the edgecnn command on the device (may have words: "python3 -m edgecnn")
+    workdir = ".cache/edgecnn/remote"   # optional: where bundles go, below the login folder (or an absolute path)
     timeout_s = 1800                    # optional: give up on this device after S seconds
 """
 
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from edgecnn import validate
 from edgecnn.errors import BadInputError
 
 DEFAULT_COMMAND = "edgecnn"
@@ -44,6 +45,11 @@ class Device:
     workdir: str = DEFAULT_WORKDIR
     timeout_s: float = DEFAULT_TIMEOUT_S
     ssh_config: str | None = None  # an OpenSSH config file (-F) for this device
+
+    @property
+    def command_words(self) -> tuple[str, ...]:
+        """The edgecnn command as words (`python3 -m edgecnn`): each one is shell-quoted on its own."""
+        return validate.command_words(self.command, f"device {self.name}: command")
 
     @property
     def destination(self) -> str:
@@ -81,6 +87,8 @@ def load_fleet(path: str | Path) -> list[Device]:
     if not isinstance(table, dict) or not table:
         raise BadInputError(f"--fleet {path}: no [devices.NAME] tables (each needs ssh = \"user@host\")")
     ssh_config = data.get("ssh_config")
+    if ssh_config is not None and not isinstance(ssh_config, str):
+        raise BadInputError(f"--fleet {path}: ssh_config must be a file path, got {ssh_config!r}")
     if ssh_config is not None:
         ssh_config = str((path.parent / Path(str(ssh_config)).expanduser()).resolve())
     return [_fleet_device(path, name, spec, ssh_config) for name, spec in table.items()]
@@ -93,14 +101,16 @@ def _fleet_device(path: Path, name: str, spec: Any, ssh_config: str | None) -> D
     unknown = sorted(set(spec) - _FLEET_KEYS)
     if unknown:
         raise BadInputError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(_FLEET_KEYS))})")
-    try:
-        timeout = float(spec.get("timeout_s", DEFAULT_TIMEOUT_S))
-    except (TypeError, ValueError):
-        raise BadInputError(f"{where}: timeout_s must be a number of seconds") from None
-    return parse_target(
-        spec["ssh"], name=name, profile=spec.get("profile"), command=str(spec.get("command") or DEFAULT_COMMAND),
-        workdir=str(spec.get("workdir") or DEFAULT_WORKDIR), timeout_s=timeout, ssh_config=ssh_config,
-    )
+    timeout = validate.seconds(spec.get("timeout_s", DEFAULT_TIMEOUT_S), f"{where}: timeout_s")
+    # Relative work folders start at the login folder and must stay below it: the lock, bundles and runs go there.
+    workdir = validate.confined_folder(spec.get("workdir", DEFAULT_WORKDIR), f"{where}: workdir")
+    command = spec.get("command", DEFAULT_COMMAND)
+    validate.command_words(command, f"{where}: command")  # split (and quoted word by word) when it runs
+    profile = spec.get("profile")
+    if profile is not None and not isinstance(profile, str):
+        raise BadInputError(f"{where}: profile must be a device profile name, e.g. \"rpi5\", got {profile!r}")
+    return parse_target(spec["ssh"], name=name, profile=profile, command=command, workdir=workdir, timeout_s=timeout,
+                        ssh_config=ssh_config)
 
 
 def select_devices(on: Iterable[str] | None, fleet: Path | None, *, ssh_config: str | None = None) -> list[Device]:

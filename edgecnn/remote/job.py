@@ -97,7 +97,7 @@ def probe(connection: Connection, runtimes: tuple[str, ...]) -> dict:
     """The device's answer to `edgecnn device-agent probe` (a RemoteError naming the fix when it has no edgecnn)."""
     device = connection.device
     wanted = [arg for r in runtimes for arg in ("--runtime", r)]
-    done = connection.run(quote(device.command, AGENT, "probe", *wanted), timeout=device.timeout_s, what="probe")
+    done = connection.run(quote(*device.command_words, AGENT, "probe", *wanted), timeout=device.timeout_s, what="probe")
     stderr = done.stderr.decode(errors="replace")
     if done.returncode == 127 or "not found" in stderr.lower() and not done.stdout:
         raise RemoteError(f"{device.name}: {device.command!r} not found there: install edgecnn on the device "
@@ -135,7 +135,7 @@ def _locked_job(connection: Connection, job: RemoteJob, run: DeviceRun, *, keep:
     bundle_dir = f"{device.workdir}/bundles/{_bundle_folder(job.source, files)}"
     run_dir = f"{device.workdir}/runs/{uuid.uuid4().hex[:12]}"
     holder = {"who": f"{getpass.getuser()}@{socket.gethostname()}", "command": f"edgecnn {job.command} {job.source}"}
-    lock = connection.popen(quote(device.command, AGENT, "lock", device.workdir, "--holder", json.dumps(holder),
+    lock = connection.popen(quote(*device.command_words, AGENT, "lock", device.workdir, "--holder", json.dumps(holder),
                                   "--hashes", bundle_dir))
     sent: list[LocalFile] = []
     try:
@@ -187,7 +187,7 @@ def _run_command(connection: Connection, job: RemoteJob, run: DeviceRun, *, bund
     device = connection.device
     target = bundle_dir if job.source.is_dir() else f"{bundle_dir}/{job.source.name}"
     out = f"{run_dir}/{job.command}.json"
-    command = quote(device.command, job.command, target, "--json", out, *job.args)
+    command = quote(*device.command_words, job.command, target, "--json", out, *job.args)
     done = connection.run(f"mkdir -p {quote(run_dir)} && {command}", timeout=device.timeout_s, what=job.command)
     run.exit_code = done.returncode
     text = connection.run(quote("cat", out), timeout=120, what="fetching the JSON")

@@ -43,7 +43,7 @@ def local_files(source: Path) -> list[LocalFile]:
 def send_files(connection: Connection, files: list[LocalFile], remote_dir: str, timeout_s: float) -> None:
     """Stream `files` as one tar into `remote_dir` on the device and check every sha256 it reports back."""
     device = connection.device
-    receiver = connection.popen(quote(device.command, "device-agent", "receive", remote_dir))
+    receiver = connection.popen(quote(*device.command_words, "device-agent", "receive", remote_dir))
     try:
         with tarfile.open(fileobj=receiver.stdin, mode="w|", format=tarfile.PAX_FORMAT) as archive:
             for item in files:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgecnn.errors import BadInputError
-from edgecnn.sources.parse import ONNX, SourceRef, parse_source
+from edgecnn.sources.parse import ONNX, SourceRef, parse_source, unusable_source
 from edgecnn.sources.stated import StatedPreprocess
 
 
@@ -41,6 +41,9 @@ def load_source(source: str | Path, *, weights: str | None = None, state_dict: s
     stated = stated or StatedPreprocess()
     ref = parse_source(source)
     if ref is None:
+        problem = unusable_source(source)
+        if problem is not None:
+            raise BadInputError(problem)
         extra = [flag for flag in stated.given() if flag != "--input-size"]
         if extra:
             raise BadInputError(f"{', '.join(extra)} describe a foreign model (timm:, torchvision:, FILE.py:FUNCTION, "

@@ -112,8 +112,12 @@ def _load_exported(path: Path):
 
 
 def _load_torchscript(path: Path):
+    import warnings
+
     try:
-        return torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():  # torch's deprecation notice is not ours to print before (or without) an error
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:  # noqa: BLE001
         raise BadInputError(f"cannot read {path} as TorchScript: {_first_line(exc)}") from None
 

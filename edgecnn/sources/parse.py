@@ -77,6 +77,44 @@ def parse_source(source: str | Path) -> SourceRef | None:
     return None
 
 
+def unusable_source(source: str | Path) -> str | None:
+    """Why a SOURCE that is not a foreign model cannot be a zoo name or a checkpoint either (None when it may be).
+
+    Said about the thing that is wrong (the file, the factory reference), so `--mean` on a garbage file is not
+    refused as "--mean describes a foreign model".
+    """
+    text = str(source)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return None if _checkpoint_like(path) else (
+            f"{path} is not TorchScript, not a checkpoint, not an ONNX file (unreadable or corrupt): give a "
+            "torch.jit.save archive, an edgecnn checkpoint (model.pt), a torch.export .pt2 or an .onnx file")
+    before, colon, function = text.rpartition(":")
+    if colon and (before.endswith(".py") or _DOTTED.fullmatch(before)):
+        if not function.strip():
+            return f"{text!r} has no function name after ':' (give FILE.py:FUNCTION or package.module:FUNCTION)"
+        return f"{text!r}: {function!r} after ':' is not a function name (give FILE.py:FUNCTION)"
+    return None
+
+
+def _checkpoint_like(path: Path) -> bool:
+    """A torch.save file: a zip holding data.pkl, a legacy pickle (protocol 2+), or a safetensors file."""
+    if path.suffix.lower() == ".safetensors":
+        return True
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(n.rpartition("/")[2] == "data.pkl" for n in archive.namelist())
+    except (zipfile.BadZipFile, ValueError):
+        pass
+    except OSError:
+        return True  # unreadable: the checkpoint loader says why
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(1) == b"\x80"
+    except OSError:
+        return True
+
+
 def is_torchscript(path: Path) -> bool:
     """True for a torch.jit.save archive: a zip with code/ and constants.pkl, which torch.save never writes."""
     try:

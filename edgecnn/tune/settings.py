@@ -7,6 +7,7 @@ from typing import Any
 
 from edgecnn.errors import BadInputError
 from edgecnn.thresholds import ThresholdOverrides
+from edgecnn.validate import seconds
 
 DEFAULT_BUDGET_S = 300.0
 DEFAULT_MIN_TIME_S = 1.0  # per candidate: enough for a stable p50 of a millisecond model, short enough to try many
@@ -29,10 +30,8 @@ class TuneSettings:
     force: bool = False
 
     def __post_init__(self) -> None:
-        if not self.budget_s > 0:
-            raise BadInputError(f"--budget must be a positive number of seconds, got {self.budget_s:g}")
-        if not self.min_time_s > 0:
-            raise BadInputError(f"--min-time must be positive, got {self.min_time_s:g}")
+        seconds(self.budget_s, "--budget")
+        seconds(self.min_time_s, "--min-time")
         if self.warmup < 0:
             raise BadInputError(f"--warmup must be 0 or more, got {self.warmup}")
         if self.limit is not None and self.limit < 1:
