@@ -60,7 +60,7 @@ def _imports(path: Path, module: str, *, type_checking: bool = True) -> set[str]
 
 # Bottom to top: a module may import its own layer's nodes or those of layers below, never above.
 LAYERS = [
-    {"edgecnn.errors", "edgecnn.stages", "edgecnn.registry", "edgecnn.thresholds", "edgecnn.atomic", "edgecnn.host",
+    {"edgecnn.errors", "edgecnn.stages", "edgecnn.registry", "edgecnn.thresholds", "edgecnn.atomic", "edgecnn.validate", "edgecnn.host",
      "edgecnn.formatting", "edgecnn.compare", "edgecnn.preprocess"},
     {"edgecnn.data", "edgecnn.zoo", "edgecnn.checkpoint", "edgecnn.profiles", "edgecnn.bundle", "edgecnn.export",
      "edgecnn.quantize", "edgecnn.train"},
