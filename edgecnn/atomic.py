@@ -137,7 +137,7 @@ def claim_output(out: str | Path, *, option: str = "--out") -> Path:
             fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             holder = _claim_holder(marker)
-            if holder is None or (holder != os.getpid() and _alive(holder)):
+            if holder is None or (holder != os.getpid() and process_alive(holder)):
                 who = f"process {holder}" if holder else "another process"
                 raise BadInputError(f"{out} is being written by {who} right now: wait for it to finish, "
                                     f"or choose another {option}") from None
@@ -172,7 +172,8 @@ def _claim_holder(marker: Path) -> int | None:
     return int(text)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` still runs here (a claim's or a staging folder's writer)."""
     if pid <= 0:
         return False
     try:

@@ -30,7 +30,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from edgecnn.atomic import claim_output, release_claim, write_json_atomic
+from edgecnn.atomic import claim_output, process_alive, release_claim, write_json_atomic
 from edgecnn.errors import BadInputError
 
 MANIFEST_NAME = "manifest.json"
@@ -279,23 +279,13 @@ def write_golden(path: Path, inputs: np.ndarray, labels: np.ndarray, logits: np.
 _STAGING_TAGS = ("staging", "scratch", "old")
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
-
-
 def reap_stale_staging(out: Path) -> list[Path]:
     """Remove the staging folders a killed export of `out` left beside it (their process is gone)."""
     removed = []
     for candidate in out.parent.glob(f".{glob.escape(out.name)}.*-*-*"):
         tag, _, rest = candidate.name[len(out.name) + 2:].partition("-")
         pid = rest.split("-", 1)[0]
-        if tag in _STAGING_TAGS and pid.isdigit() and candidate.is_dir() and not _process_alive(int(pid)):
+        if tag in _STAGING_TAGS and pid.isdigit() and candidate.is_dir() and not process_alive(int(pid)):
             shutil.rmtree(candidate, ignore_errors=True)
             removed.append(candidate)
     return removed

@@ -30,6 +30,7 @@ __all__ = [
     "FusionError",
     "OnnxExportError",
     "OnnxExportResult",
+    "OnnxGraphFile",
     "export_onnx",
     "op_counts",
 ]
@@ -72,23 +73,30 @@ class NodeCounts:
         return sum(self.nodes_after.values())
 
 
-@dataclass(frozen=True)
-class OnnxExportResult(NodeCounts):
-    """What `export_onnx` wrote and what it did to the graph."""
+@dataclass(frozen=True, kw_only=True)
+class OnnxGraphFile(NodeCounts):
+    """An fp32 ONNX graph written for the build steps, with the fields they read: what `export_onnx` wrote
+    from a torch model, or a user's own graph normalised (sources.onnx_graph)."""
 
     path: Path
     opset: int
     input_name: str
     output_name: str
-    input_shape: tuple[int, int, int]  # (C, H, W); the batch axis is dynamic
-    batchnorm_modules: int  # BatchNorm layers in the torch model, all folded away
-    nodes_before: dict[str, int]  # op type -> count, as torch exported it
+    input_shape: tuple[int, int, int]  # (C, H, W)
+    nodes_before: dict[str, int]  # op type -> count, as it came (torch's export, the user's file)
     nodes_after: dict[str, int]  # op type -> count, after onnxslim
-    export_s: float
     slim_s: float
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OnnxExportResult(OnnxGraphFile):
+    """What `export_onnx` wrote and what it did to the graph; the batch axis is dynamic."""
+
+    batchnorm_modules: int  # BatchNorm layers in the torch model, all folded away
+    export_s: float
     bytes: int
     exporter: str = "torchscript"
-    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -7,14 +7,14 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from edgecnn.errors import BadInputError, require
-from edgecnn.export.onnx import NodeCounts, checked
+from edgecnn.export.onnx import OnnxGraphFile, checked
 from edgecnn.sources.onnx_file import BATCH_DIM, INPUT_NAME, OUTPUT_NAME, GraphInput, TorchConversionError
 
 # A graph whose batch was made dynamic must give the original's logits to within float noise.
@@ -25,20 +25,11 @@ ONNX_READERS = "ONNX Runtime, OpenVINO and TensorRT"
 _CONVERTER_OPSET = 17
 
 
-@dataclass(frozen=True)
-class OnnxGraphResult(NodeCounts):
-    """What normalising wrote and did to the user's graph (the fields build steps read of an export)."""
+@dataclass(frozen=True, kw_only=True)
+class OnnxGraphResult(OnnxGraphFile):
+    """What normalising wrote and did to the user's graph."""
 
-    path: Path
-    opset: int
-    input_name: str
-    output_name: str
-    input_shape: tuple[int, int, int]
-    nodes_before: dict[str, int]
-    nodes_after: dict[str, int]
     fixed_batch: int | None  # None: dynamic batch axis
-    slim_s: float
-    notes: list[str] = field(default_factory=list)
 
     @property
     def batchnorm_folded(self) -> int:

@@ -163,9 +163,7 @@ class LeNet5(nn.Module):
     # C1, C3 and C5 are unpadded 5x5 convolutions: 32 -> 28 -> 14 -> 10 -> 5 -> 1. Any smaller
     # side leaves C5 less than its 5x5 kernel (31 gives S4 4x4).
     min_size=32,
-    source="edgecnn",
     reference="LeCun et al. 1998, Gradient-Based Learning Applied to Document Recognition",
-    weights=None,
     # Maps [0, 1] pixels to [-1, 1]; the paper likewise centres the input near zero with unit-ish
     # variance (background -0.1, foreground 1.175) to speed up learning.
     mean=(0.5,),

@@ -103,9 +103,7 @@ class MobileNetV1(nn.Module):
     # stride, the smallest side at which every stage still sees at least one real pixel (the same
     # floor the other ImageNet nets of the zoo use).
     min_size=32,
-    source="edgecnn",
     reference="Howard et al. 2017, MobileNets: Efficient Convolutional Neural Networks for Mobile Vision Applications",
-    weights=None,
 )
 def mobilenet_v1(num_classes: int = 1000) -> nn.Module:
     """MobileNet v1, width 1.0 (4.23 M parameters, 569 M multiply-adds at 224 with 1000 classes)."""

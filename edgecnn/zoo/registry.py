@@ -45,6 +45,14 @@ class ModelSpec:
     # Departures from the default training recipe ({} = the default); keys from RECIPE_KEYS.
     recipe: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
+    def __post_init__(self):
+        # Lists from a caller (or a TOML) become the tuples the spec is compared and hashed by.
+        object.__setattr__(self, "input_size", tuple(self.input_size))
+        object.__setattr__(self, "mean", tuple(self.mean))
+        object.__setattr__(self, "std", tuple(self.std))
+        if self.recipe is None:
+            object.__setattr__(self, "recipe", {})
+
     @property
     def channels(self) -> int:
         return self.input_size[0]
@@ -64,37 +72,16 @@ _MODELS: dict[str, ModelSpec] = {}
 _ALIASES: dict[str, str] = {}
 
 
-def register_model(
-    name: str,
-    *,
-    family: Family,
-    input_size: tuple[int, int, int],
-    min_size: int,
-    source: str,
-    reference: str,
-    weights: str | None = None,
-    mean: tuple[float, ...] = IMAGENET_MEAN,
-    std: tuple[float, ...] = IMAGENET_STD,
-    recipe: Mapping[str, Any] | None = None,
-):
-    """Decorator: register `builder(num_classes=...)` under `name`. A duplicate name is refused."""
+def register_model(name: str, **spec: Any):
+    """Decorator: register `builder(num_classes=...)` under `name`. A duplicate name is refused.
+
+    `spec` holds ModelSpec's other fields (family, input_size, min_size, reference, ...): the field list
+    is written once, on ModelSpec. A decorated builder is a model written here, so `source` defaults to
+    "edgecnn".
+    """
 
     def decorate(builder):
-        add_spec(
-            ModelSpec(
-                name=name,
-                family=family,
-                builder=builder,
-                input_size=tuple(input_size),
-                min_size=min_size,
-                source=source,
-                reference=reference,
-                weights=weights,
-                mean=tuple(mean),
-                std=tuple(std),
-                recipe=dict(recipe or {}),
-            )
-        )
+        add_spec(ModelSpec(name=name, builder=builder, **{"source": "edgecnn", **spec}))
         return builder
 
     return decorate

@@ -140,15 +140,41 @@ def _chunk_batches(n_batches: int, batch_size: int) -> int:
 
 @dataclass(frozen=True)
 class _Options:
-    """The validated quantization options of one `quantize_onnx_int8` call."""
+    """The quantization options of one `quantize_onnx_int8` call, validated and with the default types filled in."""
 
     method: str
     symmetric: bool
     per_channel: bool
-    activation_type: str
-    weight_type: str
+    activation_type: str | None
+    weight_type: str | None
     reduce_range: bool
     percentile: float
+
+    def __post_init__(self):
+        """Refuse unknown methods/types and out-of-range numbers; fill in the default types."""
+        method = self.method.lower()
+        if method not in CALIBRATION_METHODS:
+            raise BadInputError(
+                f"unknown calibration method {method!r}: choose one of {', '.join(CALIBRATION_METHODS)}"
+            )
+        activation_type, weight_type = self.activation_type, self.weight_type
+        if self.symmetric:
+            if activation_type not in (None, "QInt8") or weight_type not in (None, "QInt8"):
+                raise BadInputError("symmetric (TensorRT) quantization uses QInt8 activations and weights")
+            activation_type = weight_type = "QInt8"
+        activation_type = activation_type or DEFAULT_ACTIVATION_TYPE
+        weight_type = weight_type or DEFAULT_WEIGHT_TYPE
+        for label, value in (("activation", activation_type), ("weight", weight_type)):
+            if value not in _QUANT_TYPES:
+                raise BadInputError(
+                    f"unknown {label} type {value!r}: choose one of {', '.join(_QUANT_TYPES)}"
+                )
+        if not 0 < self.percentile <= 100:
+            raise BadInputError(f"percentile must be in (0, 100], got {self.percentile}")
+        # Frozen: the normalised values are set the way dataclasses themselves do.
+        object.__setattr__(self, "method", method)
+        object.__setattr__(self, "activation_type", activation_type)
+        object.__setattr__(self, "weight_type", weight_type)
 
     def result_fields(self) -> dict[str, Any]:
         """The options as `OrtInt8Result` records them."""
@@ -156,49 +182,6 @@ class _Options:
         fields["calibration_method"] = fields.pop("method")
         del fields["percentile"]
         return fields
-
-
-def _check_options(
-    *,
-    method: str,
-    symmetric: bool,
-    per_channel: bool,
-    activation_type: str | None,
-    weight_type: str | None,
-    reduce_range: bool,
-    percentile: float,
-    batch_size: int,
-) -> _Options:
-    """Refuse unknown methods/types and out-of-range numbers; fill in the default types."""
-    method = method.lower()
-    if method not in CALIBRATION_METHODS:
-        raise BadInputError(
-            f"unknown calibration method {method!r}: choose one of {', '.join(CALIBRATION_METHODS)}"
-        )
-    if symmetric:
-        if activation_type not in (None, "QInt8") or weight_type not in (None, "QInt8"):
-            raise BadInputError("symmetric (TensorRT) quantization uses QInt8 activations and weights")
-        activation_type = weight_type = "QInt8"
-    activation_type = activation_type or DEFAULT_ACTIVATION_TYPE
-    weight_type = weight_type or DEFAULT_WEIGHT_TYPE
-    for label, value in (("activation", activation_type), ("weight", weight_type)):
-        if value not in _QUANT_TYPES:
-            raise BadInputError(
-                f"unknown {label} type {value!r}: choose one of {', '.join(_QUANT_TYPES)}"
-            )
-    if not 0 < percentile <= 100:
-        raise BadInputError(f"percentile must be in (0, 100], got {percentile}")
-    if batch_size < 1:
-        raise BadInputError(f"calibration batch size must be at least 1, got {batch_size}")
-    return _Options(
-        method=method,
-        symmetric=symmetric,
-        per_channel=per_channel,
-        activation_type=activation_type,
-        weight_type=weight_type,
-        reduce_range=reduce_range,
-        percentile=percentile,
-    )
 
 
 def _calibration_batch_size(onnx_path: Path, dims: tuple, images: np.ndarray, batch_size: int) -> int:
@@ -335,11 +318,10 @@ def quantize_onnx_int8(
     onnx_path, output_path = Path(onnx_path), Path(output_path)
     if not onnx_path.is_file():
         raise BadInputError(f"ONNX model not found: {onnx_path}")
-    options = _check_options(
-        method=method, symmetric=symmetric, per_channel=per_channel,
-        activation_type=activation_type, weight_type=weight_type, reduce_range=reduce_range,
-        percentile=percentile, batch_size=batch_size,
-    )
+    options = _Options(method=method, symmetric=symmetric, per_channel=per_channel, activation_type=activation_type,
+                       weight_type=weight_type, reduce_range=reduce_range, percentile=percentile)
+    if batch_size < 1:
+        raise BadInputError(f"calibration batch size must be at least 1, got {batch_size}")
     input_name, dims = _input_spec(onnx, onnx_path)
     images = check_samples(calibration_batches)
     batch_size = _calibration_batch_size(onnx_path, dims, images, batch_size)
