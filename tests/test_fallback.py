@@ -141,6 +141,8 @@ def test_fallback_keeps_the_broken_layer_in_float_and_passes(cli, broken, tmp_pa
         assert record["recipe"].get("requantized") is None
     if target == "x86":
         _check_openvino_recipes(out, record)
+    if target == "arm":
+        _check_tflite_entry_describes_the_kept_mix(out, entry)
     assert "in float)" in result.stdout
     if target in ("onnx", "arm"):  # TFLite: litert-torch's type paths mapped back to module paths at export
         _check_explain(cli, out, tmp_path)
@@ -161,6 +163,36 @@ def _check_openvino_recipes(out: Path, record: dict) -> None:
     assert floats and floats <= set(ops)
     assert all(not _fq_inputs(ops[name]) for name in floats)  # no FakeQuantize on their activations
     assert any(_fq_inputs(op) for name, op in ops.items() if name not in floats)  # the rest still int8
+
+
+def _check_tflite_entry_describes_the_kept_mix(out: Path, entry: dict) -> None:
+    """The entry's ops and quantization are the kept mix's own, read back from the file in the bundle, not the
+    full-int8 candidate's (the search wrote that one first; the bundle holds the mix)."""
+    from edgecnn.backends.tflite.flatbuffer import describe_tflite
+
+    graph = describe_tflite(out / entry["path"])
+    assert entry["ops"] == graph.op_counts()
+    assert graph.float_compute_ops(), "the kept mix runs breaker in float: float compute ops in the file"
+
+
+def test_a_tflite_fallback_slower_than_fp32_on_an_arm_host_keeps_no_int8_file(cli, broken, tmp_path, monkeypatch):
+    """On an aarch64 host this host's timing decides for an arm bundle; every mix that passes timed slower
+    than fp32, so the search keeps none: one fp32 artifact, a "slower" record, no crash (the TFLite step used
+    to copy the decision's artifact without checking there was one)."""
+    pytest.importorskip("litert_torch")
+    from edgecnn.quantize import fallback
+
+    monkeypatch.setattr(fallback._Measure, "p50_ms", lambda self, path, precision="int8":
+                        1.0 if precision == "fp32" else 2.0)
+    monkeypatch.setattr("platform.machine", lambda: "aarch64")
+    out = tmp_path / "slower-arm"
+    result = _export(cli, broken, out, *GATE, target="arm")
+    assert result.exit_code == 0, result.stderr + result.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [a["precision"] for a in manifest["artifacts"]] == ["fp32"]
+    record = manifest["int8_search"]["tflite"]
+    assert record["status"] == "slower" and "slower than fp32" in record["note"]
+    assert not list(out.rglob("*int8*.tflite"))
 
 
 def _check_explain(cli, out: Path, tmp_path: Path) -> None:
