@@ -199,12 +199,13 @@ class BuildContext:
         return getattr(self.loaded, "fixed_batch", None) or "dynamic"
 
     def add(self, files: list[Path], *, format: str, runtime: str, precision: str, seconds: float,
-            batch: Any = "dynamic", check: bool = True, **extra: Any) -> None:
-        """Record an artifact, after running it through its Runner on the golden set against the reference."""
+            batch: Any = "dynamic", check: bool = True, score_options: dict | None = None, **extra: Any) -> None:
+        """Record an artifact, after running it through its Runner on the golden set against the reference
+        (`score_options`: runner options the check runs it with, e.g. the int8 search's emulation)."""
         if batch == "dynamic":
             batch = self.batch_record
         parity = self._parity(files[0], what=f"{format} {precision} artifact", runtime=runtime, precision=precision,
-                              batch=batch) if check else None
+                              batch=batch, options=score_options) if check else None
         entry = artifact_entry(self.writer.root, files, format=format, runtime=runtime, precision=precision,
                                input={**self.input_record, "batch": batch},
                                export_seconds=round(seconds, 3), parity=parity, **extra)
@@ -213,13 +214,14 @@ class BuildContext:
                           "bytes": entry.total_bytes, "export_s": round(seconds, 2), "parity": parity,
                           "layers_in_float": int(extra.get("layers_in_float") or 0), "int8": extra.get("int8")})
 
-    def _parity(self, path: Path, *, what: str, runtime: str, precision: str, batch: Any) -> dict:
+    def _parity(self, path: Path, *, what: str, runtime: str, precision: str, batch: Any,
+                options: dict | None = None) -> dict:
         from edgecnn.compare import compare_logits, enforce, top1
 
         self.stage(f"checking {what} against {self.reference_label} on {len(self.reference)} samples")
         # the precision as bench and verify pass it, so the check runs the artifact as they do
         candidate = self.measure.logits(runtime, path, self.data.golden_inputs, precision=precision,
-                                        batch=batch if isinstance(batch, int) else PARITY_BATCH)
+                                        batch=batch if isinstance(batch, int) else PARITY_BATCH, options=options)
         result = compare_logits(self.reference, candidate)
         parity = result.to_dict()
         if self.data.labels_meaningful:

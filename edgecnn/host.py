@@ -27,6 +27,25 @@ def physical_cores() -> int:
     return max(1, len(allowed))
 
 
+def int8_accumulates_exactly() -> bool:
+    """Whether this CPU's int8 dot products accumulate in int32 without saturating, whatever the weights.
+
+    x86 without VNNI (AVX2 only) sums pairs of u8*s8 products in int16 (vpmaddubsw), which saturates with
+    full 8-bit weights; VNNI (avx512_vnni, avx_vnni) accumulates in int32. Other architectures' int8 dot
+    products (ARM sdot/udot) accumulate in int32 too.
+    """
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return True
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False  # not known: take the saturating case, the safe one
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
 def package_version(distribution: str) -> str | None:
     """Installed version of a distribution, without importing it."""
     from importlib import metadata

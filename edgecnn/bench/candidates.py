@@ -2,11 +2,13 @@
 
 `RunnerMeasure` is the `edgecnn.quantize.Measure` the pipeline (and explain) hand the search: logits
 through `edgecnn.inference` (the path verify and export's parity check take), batch-1 latency timed with
-`perf_counter_ns` around `Runner.run`, and close calls timed again side by side in alternating rounds.
+`perf_counter_ns` around `Runner.run`, and every speed decision timed side by side with fp32 in alternating
+rounds (the decision on their paired ratios).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +33,12 @@ class RunnerMeasure:
         return {"input_shape": self.input_shape, "precision": precision}
 
     def logits(self, runtime: str, path: Path, inputs: np.ndarray, *, precision: str,
-               batch: int = SCORE_BATCH) -> np.ndarray:
+               batch: int = SCORE_BATCH, options: dict | None = None) -> np.ndarray:
+        """Logits of `inputs` through the runtime's Runner (`options`: runner options, e.g. how to score int8)."""
         from edgecnn.inference import run_logits
 
-        logits, _ = run_logits(runtime, path, inputs, threads=None, batch=batch, options=self._options(precision))
+        logits, _ = run_logits(runtime, path, inputs, threads=None, batch=batch,
+                               options={**self._options(precision), **(options or {})})
         return logits
 
     def p50_ms(self, runtime: str, path: Path, sample: np.ndarray, *, precision: str) -> float:
@@ -53,24 +57,44 @@ class RunnerMeasure:
         return float(np.median(samples)) / 1e6 / batch
 
     def side_by_side(self, runtime: str, candidate: Path, fp32: Path, sample: np.ndarray) -> dict:
-        """Median batch-1 latency (ms) of both files, timed in alternating rounds in this process."""
+        """Batch-1 latency of both files timed in alternating rounds in this process, and their paired ratio.
+
+        Each round times the candidate, then fp32, for ROUND_S each (the order alternates between rounds), so
+        both see the same load; the decision reads the median of the rounds' candidate/fp32 ratios, which a
+        busy neighbour slows alike, not two medians that a burst can land on one side of. The load average
+        during the timing is recorded with it.
+        """
         from edgecnn.inference import load_runner
 
         runners = {}
+        load_before = _load_average()
         try:
             for key, path, precision in (("p50_ms", candidate, "int8"), ("fp32_p50_ms", fp32, "fp32")):
                 runners[key] = load_runner(runtime, path, threads=None, batch=1, options=self._options(precision))[0]
             batch = np.ascontiguousarray(sample[:1], dtype=np.float32)
-            samples: dict[str, list[int]] = {key: [] for key in runners}
-            for _ in range(ROUNDS):
-                for key, runner in runners.items():
+            rounds: list[dict[str, list[int]]] = []
+            for index in range(ROUNDS):
+                order = list(runners.items()) if index % 2 == 0 else list(reversed(runners.items()))
+                rounds.append({})
+                for key, runner in order:
                     for _ in range(2):
                         runner.run(batch)
-                    samples[key] += time_invokes(lambda r=runner: r.run(batch), iters=None,
-                                                 min_time_ns=int(ROUND_S * 1e9), min_iters=5)
+                    rounds[-1][key] = time_invokes(lambda r=runner: r.run(batch), iters=None,
+                                                   min_time_ns=int(ROUND_S * 1e9), min_iters=5)
         finally:
             for runner in runners.values():
                 runner.close()
-        result = {key: round(float(np.median(values)) / 1e6, 3) for key, values in samples.items()}
-        return {**result, "method": f"interleaved with fp32: {ROUNDS} alternating rounds of >= {ROUND_S:g} s each "
-                                    "after 2 warm-up runs, median"}
+        result = {key: round(float(np.median([t for r in rounds for t in r[key]])) / 1e6, 3) for key in runners}
+        ratios = [np.median(r["p50_ms"]) / np.median(r["fp32_p50_ms"]) for r in rounds]
+        return {**result, "ratio": round(float(np.median(ratios)), 4),
+                "load_average": [load_before, _load_average()],
+                "method": f"interleaved with fp32: {ROUNDS} rounds (order alternating) of >= {ROUND_S:g} s per file "
+                          "after 2 warm-up runs; p50 over all rounds, decided on the median of the rounds' ratios"}
+
+
+def _load_average() -> float | None:
+    """This machine's 1-minute load average (None where the OS does not say)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None

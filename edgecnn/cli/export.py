@@ -271,6 +271,13 @@ def int8_summary(artifact: str, record: dict) -> str:
         if timing.get("decides") is False and timing.get("note"):
             text += f" ({timing['note']})"
     text += f"; search {record.get('search_s', 0):.0f} s of {record.get('search_budget_s', 0):.0f} s"
+    part = record.get("report_part")
+    if part:
+        drop = "" if part.get("drop") is None else f", drop {part['drop']:+.2f} points"
+        text += (f"; on the {part['samples']} golden samples the search did not choose on: agreement "
+                 f"{part['agreement']:.2%}{drop} ({'passes' if part['passed'] else 'misses'} the gate)")
+    if record.get("scored_with"):
+        text += f"; scored with {record['scored_with']}"
     return text
 
 

@@ -57,7 +57,8 @@ class Candidate:
 class Measure(Protocol):
     """How candidates are scored and timed: through the runtime's Runner, as on the device."""
 
-    def logits(self, runtime: str, path: Path, inputs: np.ndarray, *, precision: str) -> np.ndarray: ...
+    def logits(self, runtime: str, path: Path, inputs: np.ndarray, *, precision: str,
+               options: dict | None = None) -> np.ndarray: ...
 
     def p50_ms(self, runtime: str, path: Path, sample: np.ndarray, *, precision: str) -> float: ...
 
@@ -76,6 +77,15 @@ class Int8Method:
     untimed_note = ""  # added to the decision's note when not timed
     no_fallback_reason = ""  # set where this runtime cannot keep layers in float
     requantizes = False  # True: `requantize` quantizes again with the chosen layers excluded
+
+    def scoring(self, job: Int8Job, recipe: dict) -> dict[str, Any]:
+        """How candidates of `recipe` are scored: {"options": runner options, "arithmetic": said in the record,
+        "emulate_without_vnni": whether a host whose int8 kernels saturate must emulate this file to check it}.
+
+        The default runs them as the device will, through this host's runtime; a method whose host kernels
+        compute differently from the device's (ONNX Runtime's int8 on AVX2) says how to score instead.
+        """
+        return {"options": {}, "arithmetic": f"this host's {self.runtime} kernels"}
 
     def applies(self, job: Int8Job) -> bool:
         """Whether the int8 artifact goes through the search (TFLite's weight-only scheme does not)."""

@@ -83,7 +83,8 @@ class Trial:
     recipe: dict = field(default_factory=dict)
     artifact: Path | None = None  # where the candidate file is (scratch); not recorded
     entry: dict = field(default_factory=dict)  # what the manifest entry would record about that file
-    # A close call timed again side by side with fp32 (RunnerMeasure.side_by_side in edgecnn.bench.candidates): p50_ms, fp32_p50_ms, method.
+    # Timed side by side with fp32 (RunnerMeasure.side_by_side, edgecnn.bench.candidates): p50_ms,
+    # fp32_p50_ms, ratio (median of the rounds' int8/fp32 ratios), load_average, method.
     interleaved: dict | None = None
 
     def to_dict(self, names: dict[str, str] | None = None) -> dict[str, Any]:
@@ -97,11 +98,13 @@ class Trial:
         return record
 
     def slower_than(self, fp32_p50_ms: float | None) -> bool:
-        """No faster than fp32 (never when either was not timed); a side-by-side timing decides when made."""
+        """No faster than fp32 (never when either was not timed); a side-by-side timing decides when made,
+        on its paired ratio (each round's int8 and fp32 ran under the same load)."""
         if fp32_p50_ms is None or self.p50_ms is None:
             return False
         if self.interleaved:
-            return self.interleaved["p50_ms"] >= self.interleaved["fp32_p50_ms"]
+            side = self.interleaved
+            return side.get("ratio", side["p50_ms"] / side["fp32_p50_ms"]) >= 1.0
         return self.p50_ms >= fp32_p50_ms
 
 

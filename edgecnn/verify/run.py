@@ -127,6 +127,11 @@ def _bundle_target(bundle, entry, input_shape) -> Target:
     if recorded.get("layout"):
         options["layout"] = recorded["layout"]
     fixed = recorded.get("batch")
+    if (entry.extra or {}).get("emulate_without_vnni") is True:
+        from edgecnn.host import int8_accumulates_exactly
+
+        if not int8_accumulates_exactly():  # this host's int8 kernels saturate: check the device's arithmetic
+            options["graph_optimization"] = "disable"
     return Target(
         name=entry.path, path=bundle.artifact_path(entry), format=entry.format,
         runtime=resolve_runtime(entry.runtime), precision=entry.precision.lower(), options=options,

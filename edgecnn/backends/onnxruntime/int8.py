@@ -34,6 +34,24 @@ class OnnxRuntimeInt8(Int8Method):
                        settings={"method": method, "per_channel": True, "reduce_range": reduce_range,
                                  "weight_bits": bits}) for method in methods]
 
+    def scoring(self, job: Int8Job, recipe: dict) -> dict:
+        """The device's arithmetic, whatever this host's: ONNX Runtime's int8 kernels where they compute exactly
+        (a VNNI or ARM CPU, or 7-bit weights, which cannot saturate), else an exact float emulation.
+
+        On x86 without VNNI the u8*s8 kernels sum pairs of products in int16 and saturate with 8-bit weights
+        (Lite2 for jetson scored 65 % agreement that way); a VNNI CPU or a GPU accumulates in int32. The
+        emulation runs the same Q/DQ graph with graph optimizations off: every Q/DQ pair stays a float op, so
+        the int8 values are the device's and the sums are float32 (exact to float rounding).
+        """
+        from edgecnn.host import int8_accumulates_exactly
+
+        if recipe.get("reduce_range"):
+            return {"options": {}, "arithmetic": "ONNX Runtime's int8 kernels on this host (7-bit weights cannot saturate)"}
+        if int8_accumulates_exactly():
+            return {"options": {}, "arithmetic": "ONNX Runtime's int8 kernels on this host (this CPU accumulates in "
+                                                 "int32)", "emulate_without_vnni": True}
+        return emulated("this host's int8 kernels saturate with 8-bit weights (x86 without VNNI); the device's do not")
+
     def write(self, job: Int8Job, recipe: Recipe, folder: Path) -> Candidate:
         from edgecnn.backends.onnxruntime.quantize import quantize_onnx_int8
 
@@ -73,6 +91,12 @@ class OnnxRuntimeInt8(Int8Method):
         record = {key: recipe.get(key) for key in _RECORDED}
         record["weight_bits_note"] = job.profile.weight_bits_note
         return record
+
+
+def emulated(why: str) -> dict:
+    """Scoring by an exact float emulation of the Q/DQ graph (ONNX Runtime with graph optimizations off)."""
+    return {"options": {"graph_optimization": "disable"}, "emulate_without_vnni": True,
+            "arithmetic": f"exact float emulation of the Q/DQ graph (ONNX Runtime, graph optimizations off): {why}"}
 
 
 def float_logits(path) -> int:

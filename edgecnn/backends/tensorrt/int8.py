@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgecnn.backends.onnxruntime.int8 import OnnxRuntimeInt8
+from edgecnn.backends.onnxruntime.int8 import OnnxRuntimeInt8, emulated
 from edgecnn.backends.tensorrt.bundle_parts import QDQ_SUFFIX, qdq_record
 from edgecnn.quantize import Candidate, Int8Job, Recipe
 
@@ -19,20 +19,33 @@ class TensorRTInt8(OnnxRuntimeInt8):
     untimed_note = "latency not compared with fp32 here: TensorRT is not on this host; bench the engines on the device"
 
     def recipes(self, job: Int8Job) -> list[Recipe]:
-        # 7-bit weights first (the host check then does not saturate on AVX2 CPUs); TensorRT itself runs
-        # 8-bit weights at the same speed, so they are tried when 7 bits miss the gate.
-        settings = {"method": job.calib_method, "symmetric": True, "per_channel": True}
-        return [Recipe(label=f"symmetric Q/DQ, {job.calib_method}, per-channel {bits}-bit weights",
-                       settings={**settings, "reduce_range": bits == 7}) for bits in (7, 8)]
+        # 8-bit weights: TensorRT runs them at the speed of 7 bits and more exactly. They are scored by the
+        # emulation (see scoring), so the host's CPU no longer pushes the choice to 7 bits on AVX2 hosts.
+        # Percentile calibration next when minmax misses the gate, as for ONNX Runtime.
+        methods = [job.calib_method] + (["percentile"] if job.calib_method == "minmax" else [])
+        return [Recipe(label=f"symmetric Q/DQ, {method}, per-channel 8-bit weights",
+                       settings={"method": method, "symmetric": True, "per_channel": True, "reduce_range": False})
+                for method in methods]
+
+    def scoring(self, job: Int8Job, recipe: dict) -> dict:
+        """The exact emulation on a host whose int8 kernels saturate; a VNNI or ARM host's kernels are exact too."""
+        from edgecnn.host import int8_accumulates_exactly
+
+        if int8_accumulates_exactly():
+            return {"options": {}, "emulate_without_vnni": True, "arithmetic": "ONNX Runtime's int8 kernels on this "
+                    "host (int32 accumulation, as TensorRT's on the GPU)"}
+        return emulated("TensorRT accumulates int8 in int32 on the GPU; this host's int8 kernels are not its arithmetic")
 
     def write(self, job: Int8Job, recipe: Recipe, folder: Path) -> Candidate:
         bits = 7 if recipe.settings["reduce_range"] else 8
         job.stage(f"quantizing the TensorRT Q/DQ graph ({bits}-bit weights)")
-        return self._quantize(job, folder / Path(self.artifact).name, reduce_range=recipe.settings["reduce_range"])
+        return self._quantize(job, folder / Path(self.artifact).name, reduce_range=recipe.settings["reduce_range"],
+                              method=recipe.settings["method"])
 
     def requantize(self, job: Int8Job, recipe: dict, nodes: tuple[str, ...], out: Path) -> Candidate:
         job.stage(f"quantizing the TensorRT Q/DQ graph again, {len(nodes)} layer(s) excluded")
-        return self._quantize(job, out, reduce_range=recipe["reduce_range"], nodes_to_exclude=nodes)
+        return self._quantize(job, out, reduce_range=recipe["reduce_range"], method=recipe["method"],
+                              nodes_to_exclude=nodes)
 
     def calibration_record(self, job: Int8Job, recipe: dict, chosen: dict) -> None:
         return None
@@ -55,5 +68,5 @@ class TensorRTInt8(OnnxRuntimeInt8):
     def _quantize(self, job: Int8Job, out: Path, **options) -> Candidate:
         from edgecnn.backends.tensorrt.quantize import quantize_qdq_int8
 
-        quant = quantize_qdq_int8(job.fp32_path, out, job.calibration, method=job.calib_method, **options)
+        quant = quantize_qdq_int8(job.fp32_path, out, job.calibration, **options)
         return Candidate(quant.path, {"quantization": qdq_record(quant, name=Path(self.artifact).name)})

@@ -1,0 +1,89 @@
+"""The same INT8 answer on every host: candidates are scored in the device's arithmetic, not this host's.
+
+ONNX Runtime's u8*s8 kernels on x86 without VNNI sum pairs of products in int16 and saturate with 8-bit
+weights; a VNNI CPU and TensorRT on a GPU accumulate in int32. So 8-bit candidates for a VNNI profile or for
+TensorRT are scored, on a host without VNNI, by an exact float emulation of their Q/DQ graph (ONNX Runtime
+with graph optimizations off), and on a host with VNNI by its kernels (exact there). Either way the recorded
+agreement is the emulation's, which these tests recompute. The export also reports the gate on a part of the
+golden set the search never chose on (odd positions; the search chose on even ones).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("torch")
+
+
+def _host_has_vnni() -> bool:
+    flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("flags")), [])
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+def test_this_host_s_int8_arithmetic_is_read_from_the_cpu_flags():
+    import platform
+
+    from edgecnn.host import int8_accumulates_exactly
+
+    if platform.machine() != "x86_64":
+        pytest.skip("the cpu flags rule is x86's")
+    assert int8_accumulates_exactly() is _host_has_vnni()
+
+
+@pytest.mark.parametrize("reduce_range", [True, False])
+def test_onnxruntime_emulates_only_what_this_host_would_saturate(monkeypatch, reduce_range):
+    from edgecnn.backends.onnxruntime.int8 import OnnxRuntimeInt8
+    from edgecnn.backends.tensorrt.int8 import TensorRTInt8
+
+    for exact in (True, False):
+        monkeypatch.setattr("edgecnn.host.int8_accumulates_exactly", lambda exact=exact: exact)
+        ort = OnnxRuntimeInt8().scoring(None, {"reduce_range": reduce_range})
+        trt = TensorRTInt8().scoring(None, {"reduce_range": False})
+        emulates = not reduce_range and not exact
+        assert (ort["options"] == {"graph_optimization": "disable"}) is emulates, ort
+        assert ("emulation" in ort["arithmetic"]) is emulates
+        assert (trt["options"] == {"graph_optimization": "disable"}) is (not exact)
+        assert trt["emulate_without_vnni"] is True and ort.get("emulate_without_vnni", False) is (not reduce_range)
+
+
+def _emulated_agreement(path: Path, inputs: np.ndarray, reference: np.ndarray) -> float:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    logits = np.concatenate([session.run(None, {name: inputs[i:i + 32]})[0] for i in range(0, len(inputs), 32)])
+    return float(np.mean(logits.argmax(1) == reference.argmax(1)))
+
+
+@pytest.mark.parametrize("target", ["onnx-vnni", "jetson"])
+def test_8_bit_candidates_are_scored_as_the_device_computes_them(cli, lenet_checkpoint, tmp_path, target):
+    out = tmp_path / target
+    result = cli("export", str(lenet_checkpoint), "--target", target, "--precision", "int8", "--out", str(out),
+                 "--golden-size", "120", "--max-drop", "5", "--min-agreement", "0.9")
+    assert result.exit_code == 0, result.stderr + result.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    entries = [a for a in manifest["artifacts"] if a["precision"] == "int8" and a["format"] == "onnx"]
+    assert len(entries) == 1, (manifest["artifacts"], manifest.get("int8_search"), result.stdout)
+    (entry,) = entries
+    record = entry["int8"]
+    assert record["recipe"]["reduce_range"] is False  # 8-bit weights: the VNNI CPU / the GPU runs them
+    assert ("emulation" in record["scored_with"]) is (not _host_has_vnni())
+    assert entry["emulate_without_vnni"] is True
+    golden = np.load(out / "golden.npz")
+    search, report = np.arange(120)[0::2], np.arange(120)[1::2]
+    first = record["trace"][0]
+    expected = _emulated_agreement(out / entry["path"], golden["inputs"][search], golden["logits"][search])
+    assert abs(first["agreement"] - expected) <= 1 / len(search) + 1e-9, (first, expected)
+    part = record["report_part"]
+    assert part["samples"] == len(report) and record["search_part"]["samples"] == len(search)
+    expected = _emulated_agreement(out / entry["path"], golden["inputs"][report], golden["logits"][report])
+    assert abs(part["agreement"] - expected) <= 1 / len(report) + 1e-9, (part, expected)
+    assert "did not choose on" in " ".join(result.stdout.split())
