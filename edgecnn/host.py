@@ -27,6 +27,14 @@ def physical_cores() -> int:
     return max(1, len(allowed))
 
 
+def load_average() -> float | None:
+    """This machine's 1-minute load average (None where the OS does not say): recorded beside timings."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def int8_accumulates_exactly() -> bool:
     """Whether this CPU's int8 dot products accumulate in int32 without saturating, whatever the weights.
 

@@ -8,12 +8,12 @@ rounds (the decision on their paired ratios).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from edgecnn.bench.measure import time_invokes
+from edgecnn.host import load_average
 
 SCORE_BATCH = 32  # batch the candidates are scored at (a static-batch file runs its own)
 WARMUP_RUNS = 5
@@ -67,7 +67,7 @@ class RunnerMeasure:
         from edgecnn.inference import load_runner
 
         runners = {}
-        load_before = _load_average()
+        load_before = load_average()
         try:
             for key, path, precision in (("p50_ms", candidate, "int8"), ("fp32_p50_ms", fp32, "fp32")):
                 runners[key] = load_runner(runtime, path, threads=None, batch=1, options=self._options(precision))[0]
@@ -87,14 +87,7 @@ class RunnerMeasure:
         result = {key: round(float(np.median([t for r in rounds for t in r[key]])) / 1e6, 3) for key in runners}
         ratios = [np.median(r["p50_ms"]) / np.median(r["fp32_p50_ms"]) for r in rounds]
         return {**result, "ratio": round(float(np.median(ratios)), 4),
-                "load_average": [load_before, _load_average()],
+                "load_average": [load_before, load_average()],
                 "method": f"interleaved with fp32: {ROUNDS} rounds (order alternating) of >= {ROUND_S:g} s per file "
                           "after 2 warm-up runs; p50 over all rounds, decided on the median of the rounds' ratios"}
 
-
-def _load_average() -> float | None:
-    """This machine's 1-minute load average (None where the OS does not say)."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):
-        return None

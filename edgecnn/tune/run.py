@@ -124,7 +124,7 @@ def _artifact_row(bundle, result: ArtifactTuning) -> dict[str, Any]:
         "default_p50": result.default_p50, "tuned_p50": result.tuned_p50, "speedup": speedup,
         "agreement": chosen.agreement if chosen else None,
         "default_agreement": result.default.agreement if result.default else None,
-        "stopped_by_budget": result.stopped_by_budget, "note": result.note,
+        "stopped_by_budget": result.stopped_by_budget, "note": result.note, "confirm": result.confirm,
         "reason": None if chosen else "no candidate passed the accuracy gate: nothing stored for this artifact",
         "candidates": [c.to_dict() for c in result.candidates],
     }

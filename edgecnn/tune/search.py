@@ -4,8 +4,10 @@ Knobs come from the artifact's backend (`edgecnn/backends/<name>/tuning.py`): ea
 partial settings, the runner's default first. From the runner's defaults, every axis in turn tries its values with the other knobs
 held at the fastest passing setting found so far (within 3 %, the one changing fewest knobs: timing
 noise must not pick knobs); a candidate that fails the gate is never chosen.
-At the end the default and the winner are timed again back to back, and the winner is kept only when
-it is still faster (on a shared machine one lucky measurement must not choose a setting).
+At the end the default and the winner are timed again side by side -- CONFIRM_ROUNDS rounds, each timing
+both in fresh child processes, the order alternating -- and the winner is kept only when the median of the
+rounds' winner/default ratios says it is faster: on a busy machine one lucky measurement, or two taken
+minutes apart under different load, must not choose a setting.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, Callable
 
 from edgecnn.bench import BenchTarget
 from edgecnn.bench.tuned import backend_tuning
+from edgecnn.host import load_average
 from edgecnn.tune.candidate import Candidate, Gate, evaluate, time_candidate
 from edgecnn.tune.settings import TuneSettings
 
@@ -35,6 +38,7 @@ class ArtifactTuning:
     stopped_by_budget: bool = False
     note: str | None = None
     capabilities: dict[str, Any] = field(default_factory=dict)
+    confirm: dict[str, Any] | None = None  # the side-by-side re-timing: ratios, their median, load average
 
     @property
     def default(self) -> Candidate | None:
@@ -54,9 +58,12 @@ def plan(target: BenchTarget, *, default_threads: int, cores: int) -> tuple[dict
     return default, axes
 
 
+CONFIRM_ROUNDS = 3  # side-by-side rounds of the final default-vs-winner re-timing
+
+
 def planned_count(axes: list[list[dict]]) -> int:
-    """Candidates a full sweep evaluates at most: the default, each axis's other values, two re-timings."""
-    return 1 + sum(len(values) - 1 for values in axes) + 2
+    """Candidates a full sweep evaluates at most: the default, each axis's other values, the re-timings."""
+    return 1 + sum(len(values) - 1 for values in axes) + 2 * CONFIRM_ROUNDS
 
 
 # Candidates within this fraction of the fastest p50 are a tie (timing noise on a shared machine): the
@@ -111,7 +118,7 @@ def search(target: BenchTarget, gate: Gate, settings: TuneSettings, *, deadline:
             key = Candidate(settings=settings_dict).key()
             if key in seen:
                 continue
-            if not affordable(2):  # this candidate, and the two re-timings (each about half a candidate)
+            if not affordable(1 + CONFIRM_ROUNDS):  # this candidate, and the re-timings (each about half a candidate)
                 result.stopped_by_budget = True
                 break
             seen.add(key)
@@ -133,20 +140,44 @@ def _choose(result: ArtifactTuning, run, affordable) -> None:
     if best is default or not default.passed:
         result.chosen, result.default_p50, result.tuned_p50 = best, default.p50, best.p50
         return
-    if not affordable(1):
+    if not affordable(CONFIRM_ROUNDS):
         result.stopped_by_budget = True
         result.chosen, result.default_p50, result.tuned_p50 = best, default.p50, best.p50
         return
-    again_default = run(default.settings, "confirm-default", gated=default)
-    again_best = run(best.settings, "confirm-tuned", gated=best)
-    if again_default.p50 is None or again_best.p50 is None or not again_best.passed:
+    confirm = _side_by_side(run, default, best)
+    result.confirm = confirm
+    if confirm is None:  # a re-timing failed or the winner's gate did not hold: keep the defaults
         result.chosen, result.default_p50, result.tuned_p50 = default, default.p50, default.p50
         return
-    result.default_p50 = again_default.p50
-    if again_best.p50 < again_default.p50:
-        result.chosen, result.tuned_p50 = best, again_best.p50
-    else:  # the win did not hold up when timed again: keep the defaults
-        result.chosen, result.tuned_p50 = default, again_default.p50
+    result.default_p50 = confirm["default_p50"]
+    if confirm["ratio"] < 1.0:
+        result.chosen, result.tuned_p50 = best, confirm["tuned_p50"]
+    else:  # the win did not hold up when timed side by side: keep the defaults
+        result.chosen, result.tuned_p50 = default, confirm["default_p50"]
+
+
+def _side_by_side(run, default: Candidate, best: Candidate) -> dict[str, Any] | None:
+    """Default and winner timed in CONFIRM_ROUNDS alternating rounds; the median of the paired ratios decides."""
+    import os
+    import statistics
+
+    load = [load_average()]
+    pairs = []
+    for index in range(CONFIRM_ROUNDS):
+        order = [(default, "confirm-default"), (best, "confirm-tuned")]
+        timed = {role: run(candidate.settings, role, gated=candidate) for candidate, role in
+                 (order if index % 2 == 0 else order[::-1])}
+        if any(c.p50 is None for c in timed.values()) or not timed["confirm-tuned"].passed:
+            return None
+        pairs.append((timed["confirm-default"].p50, timed["confirm-tuned"].p50))
+    load.append(load_average())
+    ratios = [tuned / default_p50 for default_p50, tuned in pairs]
+    return {"rounds": CONFIRM_ROUNDS, "ratios": [round(r, 4) for r in ratios], "ratio": round(statistics.median(ratios), 4),
+            "default_p50": statistics.median(p for p, _ in pairs), "tuned_p50": statistics.median(p for _, p in pairs),
+            "load_average": load, "cpus": os.cpu_count(),
+            "method": f"{CONFIRM_ROUNDS} rounds, each timing the default and the winner in fresh child processes "
+                      "(order alternating); kept when the median of the rounds' winner/default p50 ratios is below 1"}
+
 
 
 def _retime(gated: Candidate, role: str, target: BenchTarget, settings: TuneSettings, timeout: float) -> Candidate:
