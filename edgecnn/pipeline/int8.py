@@ -76,7 +76,8 @@ def _search(ctx: BuildContext, method, job):
     scoring = method.scoring(job, decision.recipe)
     record["scored_with"] = scoring["arithmetic"]
     if decision.artifact is not None and len(reports):
-        record["report_part"] = _report_part(ctx, gate, decision.artifact, method.runtime, scoring, reports, labels)
+        record["report_part"] = _report_part(ctx, gate, decision.artifact, runtime=method.runtime, scoring=scoring,
+                                             reports=reports, labels=labels)
         record["search_part"] = {"samples": int(len(chooses)), "positions": "even"}
         if not record["report_part"]["passed"] and ctx.loaded.accuracy_meaningful:
             ctx.warnings.append(
@@ -104,7 +105,7 @@ def golden_parts(n: int) -> tuple[np.ndarray, np.ndarray]:
     return positions[0::2], positions[1::2]
 
 
-def _report_part(ctx: BuildContext, gate, artifact: Path, runtime: str, scoring: dict, reports: np.ndarray,
+def _report_part(ctx: BuildContext, gate, artifact: Path, *, runtime: str, scoring: dict, reports: np.ndarray,
                  labels: np.ndarray | None) -> dict:
     """The kept file's gate on the report part, in the arithmetic the search scored it with."""
     from edgecnn.bench.candidates import RunnerMeasure
