@@ -196,3 +196,113 @@ def aimet_worker(fp32: Path, calib_npy: Path, out: Path, technique: str, iterati
     print(json.dumps({"technique": technique, "replaced_weights": replaced, "candidates": len(snapped),
                       "unmatched": sorted(set(snapped) - {i.name for i in model.graph.initializer})[:5],
                       "seconds": round(time.perf_counter() - started, 1), "aimet_onnx": aimet_onnx.__version__}))
+
+
+# -------------------------------------------------------------------------------- exactness of the emulation
+def float64_reference(path, images: np.ndarray, forced: dict | None = None) -> dict[str, np.ndarray]:
+    """The QDQ graph interpreted in float64 with torch (real-number Q/DQ semantics to ~1e-13): every tensor.
+
+    `forced`: activation codes that replace the interpreter's own after each is computed (and recorded under
+    NAME + "@own"), so each layer is checked from the same input codes and a rounding flip does not propagate."""
+    import onnx
+    import torch
+    import torch.nn.functional as F
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    env = {i.name: torch.from_numpy(numpy_helper.to_array(i).astype(np.float64)) for i in model.graph.initializer}
+    env[model.graph.input[0].name] = torch.from_numpy(images.astype(np.float64))
+    qtypes = {i.name: numpy_helper.to_array(i).dtype for i in model.graph.initializer}
+
+    def attr(node, name, default=None):
+        for a in node.attribute:
+            if a.name == name:
+                return onnx.helper.get_attribute_value(a)
+        return default
+
+    def per_axis(t, ref, node):
+        if t.ndim == 0:
+            return t
+        shape = [1] * ref.ndim
+        shape[attr(node, "axis", 1)] = -1
+        return t.reshape(shape)
+
+    for node in model.graph.node:
+        x = [env[n] if n else None for n in node.input]
+        op = node.op_type
+        if op == "DequantizeLinear":
+            y = (x[0] - per_axis(x[2], x[0], node)) * per_axis(x[1], x[0], node)
+        elif op == "QuantizeLinear":
+            info = np.iinfo(qtypes.get(node.input[2], np.uint8))
+            q = torch.round(x[0] / per_axis(x[1], x[0], node)) + per_axis(x[2], x[0], node)  # half to even
+            y = torch.clamp(q, info.min, info.max)
+        elif op == "Conv":
+            pads = attr(node, "pads", [0, 0, 0, 0])
+            inp = F.pad(x[0], (pads[1], pads[3], pads[0], pads[2]))
+            y = F.conv2d(inp, x[1], x[2] if len(x) > 2 else None, stride=attr(node, "strides", [1, 1]),
+                         dilation=attr(node, "dilations", [1, 1]), groups=attr(node, "group", 1))
+        elif op == "Add":
+            y = x[0] + x[1]
+        elif op == "GlobalAveragePool":
+            y = x[0].mean(dim=(2, 3), keepdim=True)
+        elif op in ("Reshape", "Flatten"):
+            y = x[0].reshape(x[0].shape[0], -1)
+        elif op == "Gemm":
+            w = x[1].T if attr(node, "transB", 0) else x[1]
+            y = x[0] @ w + (x[2] if len(x) > 2 else 0)
+        elif op == "Clip":
+            y = torch.clamp(x[0], x[1].item() if x[1] is not None else None, x[2].item() if len(x) > 2 else None)
+        else:
+            raise NotImplementedError(op)
+        if forced is not None and node.output[0] in forced and op == "QuantizeLinear":
+            env[node.output[0] + "@own"] = y
+            y = torch.from_numpy(forced[node.output[0]].astype(np.float64))
+        env[node.output[0]] = y
+    return {k: v.numpy() for k, v in env.items()}
+
+
+def check_emulation(qdq_path, images: np.ndarray, out: Path) -> dict:
+    """Integer codes of every activation QuantizeLinear: ORT_DISABLE_ALL (float32) vs float64 interpreter vs
+    ORT's int8 kernels (whose intermediate codes are not observable: only the logits are compared there)."""
+    import onnx
+
+    model = onnx.load(str(qdq_path))
+    q_outputs = [n.output[0] for n in model.graph.node
+                 if n.op_type == "QuantizeLinear" and n.input[0] not in {i.name for i in model.graph.initializer}]
+    exposed = onnx.load(str(qdq_path))
+    known = {o.name for o in exposed.graph.output}
+    zero_types = {i.name: i.data_type for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.output[0] in q_outputs and node.output[0] not in known:
+            exposed.graph.output.append(onnx.helper.make_tensor_value_info(
+                node.output[0], zero_types[node.input[2]], None))
+    exposed_path = out / "emulation-check.onnx"
+    onnx.save(exposed, str(exposed_path))
+    sess = session(exposed_path, emulate=True)
+    names = [o.name for o in sess.get_outputs()]
+    emulated = dict(zip(names, sess.run(None, {sess.get_inputs()[0].name: images})))
+    reference = float64_reference(qdq_path, images)
+    local = float64_reference(qdq_path, images, forced={n: emulated[n] for n in q_outputs})
+    total = differ = worst = local_differ = local_worst = 0
+    for name in q_outputs:
+        a, b = emulated[name].astype(np.int32), reference[name].astype(np.int32)
+        c = local[name + "@own"].astype(np.int32)
+        total += a.size
+        differ += int(np.count_nonzero(a != b))
+        worst = max(worst, int(np.abs(a - b).max()))
+        local_differ += int(np.count_nonzero(a != c))
+        local_worst = max(local_worst, int(np.abs(a - c).max()))
+    logits_name = model.graph.output[0].name
+    logits64 = reference[logits_name]
+    int8 = run_logits(qdq_path, images)
+    return {
+        "images": len(images), "activation_codes": total,
+        # each layer from the same input codes: what the float32 arithmetic itself changes
+        "codes_differing_layer_local": local_differ, "max_code_difference_layer_local": local_worst,
+        # whole graph: the few local flips propagate downstream
+        "codes_differing_end_to_end": differ, "max_code_difference_end_to_end": worst,
+        "logits_max_abs_emul_vs_float64": float(np.abs(emulated[logits_name] - logits64).max()),
+        "top1_same_emul_vs_float64": float(np.mean(emulated[logits_name].argmax(1) == logits64.argmax(1))),
+        "logits_max_abs_int8kernels_vs_float64": float(np.abs(int8 - logits64).max()),
+        "top1_same_int8kernels_vs_float64": float(np.mean(int8.argmax(1) == logits64.argmax(1))),
+    }
