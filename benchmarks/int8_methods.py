@@ -306,3 +306,353 @@ def check_emulation(qdq_path, images: np.ndarray, out: Path) -> dict:
         "logits_max_abs_int8kernels_vs_float64": float(np.abs(int8 - logits64).max()),
         "top1_same_int8kernels_vs_float64": float(np.mean(int8.argmax(1) == logits64.argmax(1))),
     }
+
+
+# ----------------------------------------------------------------------------------------------- the methods
+def _graph(model):
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    consumers: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    return inits, consumers, numpy_helper
+
+
+def _conv_outputs_stats(fp32: Path, images: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+    """Per-channel max of the named fp32 tensors over the images (pre-activation ranges)."""
+    import onnx
+
+    model = onnx.load(str(fp32))
+    for name in names:
+        model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    path = fp32.with_name(fp32.stem + ".stats.onnx")
+    onnx.save(model, str(path))
+    sess = session(path, emulate=False)
+    outs = [o.name for o in sess.get_outputs()]
+    maxima: dict[str, np.ndarray] = {}
+    for start in range(0, len(images), 10):
+        for name, value in zip(outs, sess.run(None, {sess.get_inputs()[0].name: images[start:start + 10]})):
+            if name in names:
+                m = value.max(axis=(0, 2, 3))
+                maxima[name] = np.maximum(maxima.get(name, m), m)
+    path.unlink()
+    return maxima
+
+
+def cross_layer_equalize(fp32: Path, out: Path, images: np.ndarray, *, relu6: str, rounds: int = 3) -> dict:
+    """Data-free CLE (Nagel et al. 2019) on Conv -> Clip(0,6) -> Conv pairs of the fp32 ONNX, in numpy.
+
+    relu6="ranges": ReLU6 is not scale-equivariant (clip(x/s, 0, 6) = clip(x, 0, 6 s)/s), so a channel is scaled
+    only where the clip provably does not bind on the calibration images: a channel whose pre-activation reaches
+    6 keeps s = 1; one whose maximum m < 6 is held to s >= m/6. relu6="relu": every Clip(0,6) becomes a ReLU
+    (AIMET's choice), which changes the model itself; the fp32 model it is scored against stays the original.
+    """
+    import onnx
+
+    model = onnx.load(str(fp32))
+    inits, consumers, nh = _graph(model)
+    pairs = []
+    for clip in model.graph.node:
+        if clip.op_type != "Clip":
+            continue
+        producer = next((n for n in model.graph.node if clip.input[0] in n.output and n.op_type == "Conv"), None)
+        users = consumers.get(clip.output[0], [])
+        if producer is None or len(users) != 1 or users[0].op_type != "Conv" or len(consumers[clip.input[0]]) != 1:
+            continue
+        pairs.append((producer, clip, users[0]))
+    maxima = _conv_outputs_stats(fp32, images, [p.output[0] for p, _, _ in pairs]) if relu6 == "ranges" else {}
+    if relu6 == "relu":
+        for _, clip, _ in pairs:
+            high = inits[clip.input[2]]
+            # a Clip whose max is shared with others: give this one its own, unbounded
+            name = clip.output[0] + "_max_inf"
+            model.graph.initializer.append(nh.from_array(np.array(np.finfo(np.float32).max, np.float32), name))
+            clip.input[2] = name
+        inits, consumers, nh = _graph(model)
+    scaled = held = 0
+    cumulated: dict[str, np.ndarray] = {}  # per first conv: the product of the s it was divided by so far
+    for round_index in range(rounds):
+        for first, clip, second in pairs:
+            w1 = nh.to_array(inits[first.input[1]]).astype(np.float64)
+            b1 = nh.to_array(inits[first.input[2]]).astype(np.float64)
+            w2 = nh.to_array(inits[second.input[1]]).astype(np.float64)
+            group2 = next((a.i for a in second.attribute if a.name == "group"), 1)
+            depthwise2 = group2 > 1
+            if group2 not in (1, w1.shape[0]):
+                continue
+            r1 = np.abs(w1).reshape(w1.shape[0], -1).max(1)
+            r2 = (np.abs(w2).reshape(w2.shape[0], -1).max(1) if depthwise2
+                  else np.abs(w2).transpose(1, 0, 2, 3).reshape(w2.shape[1], -1).max(1))
+            s = np.sqrt(np.maximum(r1, 1e-12) / np.maximum(r2, 1e-12))
+            if relu6 == "ranges":
+                # maxima are in the original units; earlier rounds already divided the channel by `cumulated`
+                m = maxima[first.output[0]] / cumulated.get(first.output[0], 1.0)
+                bound = maxima[first.output[0]] >= 6.0
+                s = np.where(bound, 1.0, np.maximum(s, m / 6.0))
+                if round_index == 0:
+                    held += int(bound.sum())
+            scaled += int(np.count_nonzero(np.abs(s - 1) > 1e-6))
+            w1 /= s[:, None, None, None]
+            b1 /= s
+            if depthwise2:
+                w2 *= s[:, None, None, None]
+            else:
+                w2 *= s[None, :, None, None]
+            cumulated[first.output[0]] = cumulated.get(first.output[0], 1.0) * s
+            for init, value in ((inits[first.input[1]], w1), (inits[first.input[2]], b1), (inits[second.input[1]], w2)):
+                init.CopyFrom(nh.from_array(value.astype(np.float32), init.name))
+    onnx.save(model, str(out))
+    return {"pairs": len(pairs), "channel_scalings": scaled, "channels_held_at_1_by_relu6": held}
+
+
+def bias_correct(qdq: Path, fp32: Path, out: Path, images: np.ndarray, *, passes: int = 2) -> dict:
+    """Empirical bias correction on the QDQ graph: E[fp32 conv output] - E[emulated QDQ conv output] per channel,
+    over the calibration images, added to the int32 bias codes (bias scale = s_in * s_w); `passes` times, all
+    layers at once, because correcting one layer moves the inputs of the next."""
+    import onnx
+
+    reference = onnx.load(str(fp32))
+    ref_out = {n.name: n.output[0] for n in reference.graph.node if n.op_type in ("Conv", "Gemm")}
+    for name in ref_out.values():
+        reference.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    ref_path = out.with_name(out.stem + ".ref.onnx")
+    onnx.save(reference, str(ref_path))
+    ref_means = _channel_means(ref_path, images, list(ref_out.values()), emulate=False)
+    model = onnx.load(str(qdq))
+    total_shift = 0.0
+    for _ in range(passes):
+        probe = onnx.load(str(qdq)) if _ == 0 else model
+        inits, consumers, nh = _graph(model)
+        q_out = {n.name: n.output[0] for n in model.graph.node if n.op_type in ("Conv", "Gemm") and n.name in ref_out}
+        exposed = onnx.ModelProto()
+        exposed.CopyFrom(model)
+        for name in q_out.values():
+            exposed.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+        probe_path = out.with_name(out.stem + ".probe.onnx")
+        onnx.save(exposed, str(probe_path))
+        q_means = _channel_means(probe_path, images, list(q_out.values()), emulate=True)
+        producers = {o: n for n in model.graph.node for o in n.output}
+        for node in model.graph.node:
+            if node.name not in q_out or len(node.input) < 3:
+                continue
+            delta = ref_means[ref_out[node.name]] - q_means[q_out[node.name]]
+            dq = producers.get(node.input[2])
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            codes = nh.to_array(inits[dq.input[0]]).astype(np.int64)
+            scale = nh.to_array(inits[dq.input[1]]).astype(np.float64)
+            shift = np.round(delta / scale).astype(np.int64)
+            total_shift += float(np.abs(shift * scale).sum())
+            new = np.clip(codes + shift, -2**31, 2**31 - 1).astype(np.int32)
+            inits[dq.input[0]].CopyFrom(nh.from_array(new, dq.input[0]))
+        probe_path.unlink()
+    ref_path.unlink()
+    onnx.save(model, str(out))
+    return {"passes": passes, "sum_abs_bias_shift": round(total_shift, 3)}
+
+
+def _channel_means(path: Path, images: np.ndarray, names: list[str], *, emulate: bool) -> dict[str, np.ndarray]:
+    sess = session(path, emulate=emulate)
+    outs = [o.name for o in sess.get_outputs()]
+    sums: dict[str, np.ndarray] = {}
+    for start in range(0, len(images), 10):
+        for name, value in zip(outs, sess.run(None, {sess.get_inputs()[0].name: images[start:start + 10]})):
+            if name in names:
+                axes = (0, 2, 3) if value.ndim == 4 else (0,)
+                sums[name] = sums.get(name, 0) + value.astype(np.float64).sum(axis=axes) / (
+                    value.size / value.shape[1])
+    return {k: v / len(range(0, len(images), 10)) for k, v in sums.items()}
+
+
+def snapped_grid_check(snapped_fp32: Path, qdq: Path) -> dict:
+    """Does the runtime's quantizer put the AIMET-snapped weights back on the same codes? |w' - s_ort q_ort|."""
+    import onnx
+    from onnx import numpy_helper as nh
+
+    floats = {i.name: nh.to_array(i) for i in onnx.load(str(snapped_fp32)).graph.initializer}
+    model = onnx.load(str(qdq))
+    inits = {i.name: nh.to_array(i) for i in model.graph.initializer}
+    worst, weights = 0.0, 0
+    for node in model.graph.node:
+        if node.op_type != "DequantizeLinear" or node.input[0] not in inits or inits[node.input[0]].dtype != np.int8:
+            continue
+        original = node.input[0].removesuffix("_quantized")
+        if original not in floats or floats[original].ndim < 2:
+            continue
+        codes, scale = inits[node.input[0]].astype(np.float64), inits[node.input[1]].astype(np.float64)
+        shape = [-1] + [1] * (codes.ndim - 1)
+        value = codes * (scale.reshape(shape) if scale.ndim else scale)
+        step = scale.reshape(shape) if scale.ndim else scale
+        worst = max(worst, float((np.abs(value - floats[original]) / step).max()))
+        weights += 1
+    return {"weights_checked": weights, "max_error_in_steps": worst}
+
+
+def score(ref: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> dict:
+    agreement = float(np.mean(ref.argmax(1) == logits.argmax(1)))
+    drop = float(np.mean(ref.argmax(1) == labels) - np.mean(logits.argmax(1) == labels)) * 100
+    return {"agreement": round(agreement, 4), "drop_pts": round(drop, 2)}
+
+
+def run_model(name: str, size: int, out: Path, args, results: dict, save) -> None:
+    from edgecnn.backends.onnxruntime.build import _float_logits
+    from edgecnn.backends.onnxruntime.quantize import quantize_onnx_int8
+
+    paths, labels = photo_paths()
+    parts = split_indices(len(paths))
+    data = {}
+    for part, idx in parts.items():
+        cached = out / f"{name}-{part}.npy"
+        if not cached.exists():
+            np.save(cached, preprocess([paths[i] for i in idx], size))
+        data[part] = np.load(cached)
+    calib = data["calib"]
+    fp32 = export_fp32(name, size, out, calib)
+    ref = {part: run_logits(fp32, data[part]) for part in ("search", "report")}
+    lab = {part: labels[parts[part]] for part in parts}
+    entry = results.setdefault(name, {"input": size, "fp32_top1_report": float(np.mean(ref["report"].argmax(1) == lab["report"])),
+                                      "methods": {}})
+
+    def ort(tag, source=fp32, **options):
+        path = out / f"{name}-{tag}.onnx"
+        if not path.exists():
+            quantize_onnx_int8(source, path, calib, **options)
+            _float_logits(path)
+        return path
+
+    def cle(tag, relu6, bits8=True):
+        source = out / f"{name}-{tag}-fp32.onnx"
+        info = cross_layer_equalize(fp32, source, calib, relu6=relu6)
+        return ort(tag, source, reduce_range=not bits8), info
+
+    def bc(tag, base):
+        path = out / f"{name}-{tag}.onnx"
+        info = bias_correct(base, fp32, path, calib)
+        return path, info
+
+    def adaround(tag, technique):
+        snapped = out / f"{name}-{technique}-snapped-fp32.onnx"
+        info = {}
+        if not snapped.exists():
+            if not args.aimet_python:
+                raise RuntimeError("aimet-onnx not available (no --aimet-python)")
+            done = subprocess.run([args.aimet_python, __file__, "--aimet-worker", str(fp32), str(out / f"{name}-calib.npy"),
+                                   str(snapped), technique, str(args.aimet_iterations)], capture_output=True, text=True)
+            if done.returncode:
+                raise RuntimeError(done.stderr.strip().splitlines()[-1])
+            info = json.loads(done.stdout.strip().splitlines()[-1])
+        path = ort(tag, snapped, reduce_range=False)
+        info.update(snapped_grid_check(snapped, path))
+        return path, info
+
+    methods = {
+        "minmax, 8-bit weights (baseline)": lambda: (ort("minmax8", reduce_range=False), {}),
+        "minmax, 7-bit weights (edgecnn default)": lambda: (ort("minmax7", reduce_range=True), {}),
+        "percentile 99.999, 8-bit weights": lambda: (ort("pct99999-8", method="percentile", reduce_range=False), {}),
+        "percentile 99.99, 8-bit weights": lambda: (ort("pct9999-8", method="percentile", percentile=99.99, reduce_range=False), {}),
+        "CLE (ReLU6 kept, ranges permitting) + minmax 8-bit": lambda: cle("cle-ranges8", "ranges"),
+        "CLE (ReLU6 -> ReLU) + minmax 8-bit": lambda: cle("cle-relu8", "relu"),
+        "bias correction on minmax 8-bit": lambda: bc("bc8", ort("minmax8", reduce_range=False)),
+        "bias correction on minmax 7-bit": lambda: bc("bc7", ort("minmax7", reduce_range=True)),
+        "AdaRound (aimet-onnx) -> ORT minmax 8-bit": lambda: adaround("adaround8", "adaround"),
+        "AdaRound + bias correction, 8-bit": lambda: bc("adaround8-bc", out / f"{name}-adaround8.onnx"),
+    }
+    wanted = [m.strip() for m in args.methods.split(",")] if args.methods else None
+    for label, build in methods.items():
+        if wanted and not any(w in label for w in wanted):
+            continue
+        if label in entry["methods"] and "error" not in entry["methods"][label]:
+            continue
+        started = time.perf_counter()
+        try:
+            path, info = build()
+        except Exception as exc:  # a library's failure is a result too
+            entry["methods"][label] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+            save()
+            continue
+        row = {"build_s": round(time.perf_counter() - started, 1), **info}
+        row["search_emul"] = score(ref["search"], run_logits(path, data["search"], emulate=True), lab["search"])
+        row["report_emul"] = score(ref["report"], run_logits(path, data["report"], emulate=True), lab["report"])
+        row["report_int8"] = score(ref["report"], run_logits(path, data["report"]), lab["report"])
+        entry["methods"][label] = row
+        print(name, label, json.dumps(row), flush=True)
+        save()
+    if args.timing and "p50_ms" not in entry:
+        base = out / f"{name}-minmax8.onnx"
+        entry["p50_ms"] = {"fp32": round(p50_ms(fp32, calib), 2), "int8 kernels": round(p50_ms(base, calib), 2),
+                           "Q/DQ emulation": round(p50_ms(base, calib, emulate=True), 2), "threads": 2, "batch": 1}
+        save()
+    if args.check_emulation and "emulation_check" not in entry:
+        entry["emulation_check"] = check_emulation(out / f"{name}-minmax8.onnx", data["search"][:4], out)
+        save()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="lite1,lite2")
+    parser.add_argument("--out", default="/tmp/int8m")
+    parser.add_argument("--methods", default=None, help="comma-separated substrings of method labels to run")
+    parser.add_argument("--aimet-python", default=None, help="an interpreter with aimet-onnx installed")
+    parser.add_argument("--aimet-iterations", type=int, default=20)
+    parser.add_argument("--check-emulation", action="store_true")
+    parser.add_argument("--timing", action="store_true")
+    parser.add_argument("--json", default=None, help="results file (resumed if it exists)")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = Path(args.json or out / "int8_methods.json")
+    results = json.loads(json_path.read_text()) if json_path.exists() else {}
+    results["cpu"] = cpu_line()
+    results["split"] = {**SPLIT, "seed": SEED, "photos": "shared/imagenet-sample (one per class)"}
+
+    def save():
+        json_path.write_text(json.dumps(results, indent=1))
+
+    logging.getLogger("onnxruntime.quantization").setLevel(logging.ERROR)
+    for name in args.models.split(","):
+        run_model(name, MODELS[name], out, args, results, save)
+    print(markdown(results))
+
+
+def markdown(results: dict) -> str:
+    lines = [f"CPU: {results['cpu']}", "",
+             f"Photos: shared/imagenet-sample, split by a seeded permutation (seed {SEED}) into {SPLIT['calib']} calibration"
+             f" / {SPLIT['search']} search / {SPLIT['report']} report, disjoint. Agreement = top-1 equal to the fp32 ONNX;"
+             " drop = fp32 top-1 minus int8 top-1, in points (1 photo = 1 point). int8 = ORT's int8 kernels on this CPU;"
+             " emul = the same QDQ graph with ORT_DISABLE_ALL (exact Q/DQ float arithmetic).", ""]
+    models = [m for m in MODELS if m in results]
+    header = "| method | " + " | ".join(f"{m} agree int8 | {m} agree emul | {m} drop int8 | {m} drop emul | {m} search agree emul"
+                                           for m in models) + " |"
+    lines += [header, "|" + "---|" * (1 + 5 * len(models))]
+    labels = list(dict.fromkeys(l for m in models for l in results[m]["methods"]))
+    for label in labels:
+        cells = []
+        for m in models:
+            row = results[m]["methods"].get(label)
+            if row is None:
+                cells += ["–"] * 5
+            elif "error" in row:
+                cells += [row["error"][:60]] + [""] * 4
+            else:
+                cells += [f"{row['report_int8']['agreement'] * 100:.0f} %", f"{row['report_emul']['agreement'] * 100:.0f} %",
+                          f"{row['report_int8']['drop_pts']:+.0f}", f"{row['report_emul']['drop_pts']:+.0f}",
+                          f"{row['search_emul']['agreement'] * 100:.0f} %"]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    for m in models:
+        lines.append("")
+        lines.append(f"{m}: fp32 top-1 on the report part {results[m]['fp32_top1_report'] * 100:.0f} %")
+        if "p50_ms" in results[m]:
+            lines.append(f"{m} p50 (batch 1, 2 threads): {json.dumps(results[m]['p50_ms'])}")
+        if "emulation_check" in results[m]:
+            lines.append(f"{m} emulation check: {json.dumps(results[m]['emulation_check'])}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--aimet-worker":
+        fp32_arg, calib_arg, out_arg, technique_arg, iterations_arg = sys.argv[2:7]
+        aimet_worker(Path(fp32_arg), Path(calib_arg), Path(out_arg), technique_arg, int(iterations_arg), 4)
+    else:
+        main()
