@@ -107,6 +107,7 @@ def int8_faster(monkeypatch):
 
     monkeypatch.setattr(fallback._Measure, "p50_ms", lambda self, path, precision="int8":
                         1.0 if precision == "fp32" else 0.5)
+    monkeypatch.setattr(fallback._Measure, "settle", lambda self, trial, fp32_p50: None)  # no side-by-side re-timing
 
 
 @pytest.mark.parametrize("target", ["onnx", "x86", "jetson", "arm"])
@@ -184,6 +185,7 @@ def test_a_tflite_fallback_slower_than_fp32_on_an_arm_host_keeps_no_int8_file(cl
 
     monkeypatch.setattr(fallback._Measure, "p50_ms", lambda self, path, precision="int8":
                         1.0 if precision == "fp32" else 2.0)
+    monkeypatch.setattr(fallback._Measure, "settle", lambda self, trial, fp32_p50: None)
     monkeypatch.setattr("platform.machine", lambda: "aarch64")
     out = tmp_path / "slower-arm"
     result = _export(cli, broken, out, *GATE, target="arm")
@@ -221,6 +223,7 @@ def test_a_fallback_slower_than_fp32_is_not_chosen(cli, broken, tmp_path, monkey
     # Every int8 candidate timed slower than fp32 on this host.
     monkeypatch.setattr(fallback._Measure, "p50_ms", lambda self, path, precision="int8":
                         1.0 if precision == "fp32" else 2.0)
+    monkeypatch.setattr(fallback._Measure, "settle", lambda self, trial, fp32_p50: None)
     out = tmp_path / "slower"
     result = _export(cli, broken, out, *GATE)
     assert result.exit_code == 0, result.stderr + result.stdout
@@ -261,6 +264,7 @@ def test_plain_int8_slower_than_fp32_is_kept_with_a_warning_where_this_host_time
 
     monkeypatch.setattr(fallback._Measure, "p50_ms", lambda self, path, precision="int8":
                         1.0 if precision == "fp32" else 2.0)
+    monkeypatch.setattr(fallback._Measure, "settle", lambda self, trial, fp32_p50: None)
     monkeypatch.setattr("platform.machine", lambda: "x86_64")
     out = tmp_path / f"lenet-{target}"
     result = cli("export", str(lenet_checkpoint), "--target", target, "--precision", "int8", "--out", str(out))

@@ -12,8 +12,8 @@ from edgecnn.quantize.fallback import (
 from edgecnn.quantize.gate import Gate, Score, score
 from edgecnn.quantize.method import Candidate, Int8Job, Int8Method, Measure, Recipe
 from edgecnn.quantize.names import module_path
-from edgecnn.quantize.search import Budget, Int8Status, Layer, Trial, rank_layers
+from edgecnn.quantize.search import AIM_AGREEMENT, Budget, Int8Status, Layer, Trial, rank_layers
 
-__all__ = ["DEFAULT_SEARCH_BUDGET_S", "RANKING_SAMPLES", "Budget", "Candidate", "Gate", "Int8Decision", "Int8Job",
+__all__ = ["AIM_AGREEMENT", "DEFAULT_SEARCH_BUDGET_S", "RANKING_SAMPLES", "Budget", "Candidate", "Gate", "Int8Decision", "Int8Job",
            "Int8Method", "Int8Status", "Layer", "Measure", "Recipe", "Score", "SearchRequest", "Trial", "module_path", "rank_layers",
            "score", "search_int8"]
