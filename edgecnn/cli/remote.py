@@ -1,9 +1,9 @@
 """`--on SSH_TARGET` / `--fleet FILE.toml` for bench, verify, build and tune, and the hidden `edgecnn device-agent`.
 
 The remote options are declared once here (`remote_options` adds them to a command and hands it one
-`RemoteOptions`). The commands call `dispatch` before their local path when a device is named; it runs
-the same command on each device (edgecnn.remote), prints one table with a device column and writes one
-JSON.
+`RemoteOptions`). When a device is named, a command hands them to the Python API, which runs the same
+command on each device (edgecnn.remote.run_remote); `print_remote` prints one table with a device
+column and writes one JSON.
 """
 
 from __future__ import annotations
@@ -64,30 +64,24 @@ def note(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def dispatch(command: str, path: Path, *, remote: RemoteOptions, forwarded: dict[str, Any],
-             json_path: Optional[Path], runtime: Optional[str] = None, fetch_engine: bool = False) -> None:
-    """Run `edgecnn COMMAND PATH` on the devices (edgecnn.remote), print one table, write one JSON; exit 1 when any failed."""
-    from edgecnn.atomic import check_output_path
-    from edgecnn.remote import run_remote
-
-    check_output_path(json_path, option="--json")
-    run = run_remote(command, path, options=remote, forwarded=forwarded, runtime=runtime,
-                     fetch_engine=fetch_engine, note=note)
-    _print(command, run.report, run.runs)
+def print_remote(result, json_path: Optional[Path]) -> None:
+    """A command's run on the devices (the API's RemoteResult): one table, one JSON; exit 1 when any failed."""
+    report = result.report
+    _print(report["command"], report, result.runs)
     if json_path is not None:
-        write_json(json_path, run.report)
+        write_json(json_path, report)
         note(f"wrote {json_path}")
-    report_problems(run)
-
-
-def report_problems(run) -> None:
-    """One line per device that failed, then exit 1; nothing when all went well."""
-    problems = run.problems
+    problems = list(result.problems)
     if problems:
-        note(f"{len(problems)} of {len(run.runs)} device(s) failed:")
+        note(f"{len(problems)} of {len(result.runs)} device(s) failed:")
         for line in problems:
             note(f"  {line}")
         raise typer.Exit(1)
+
+
+def events_to_stderr(event) -> None:
+    """The API's progress callback for a run on devices: every message one stderr line."""
+    note(event.message)
 
 
 def refuse_local_paths(options: dict[str, Any]) -> None:
