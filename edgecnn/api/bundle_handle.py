@@ -79,13 +79,15 @@ class Bundle:
     def verify(self, *, data: Any = None, data_root: Optional[PathLike] = None, runtime: Optional[str] = None,
                max_drop: Optional[float] = None, min_agreement: Optional[float] = None,
                min_cosine: Optional[float] = None, max_abs_diff: Optional[float] = None,
-               thresholds: Thresholds = None, reference: Optional[PathLike] = None, reference_source: str = "auto",
+               thresholds: Thresholds = None, reference: Any = None, reference_source: str = "auto",
                threads: Optional[int] = None, batch: int = 32, limit: Optional[int] = None, seed: Optional[int] = None,
                untuned: bool = False, check: bool = False, on: Devices = None, fleet: Optional[PathLike] = None,
                identity: Optional[PathLike] = None, accept_new_host_key: bool = False, keep: bool = False,
                progress: Optional[ProgressCallback] = None) -> Union[VerifyReport, RemoteResult]:
         """Accuracy parity against PyTorch fp32 (`edgecnn verify`): on the golden set, or on `data` (a SPEC, an
-        edgecnn.data spec, or images in memory). `passed` False on a failed check; raises only with check=True."""
+        edgecnn.data spec, or images in memory). `reference`: a checkpoint, or the Model / nn.Module in memory
+        to re-run (a bundle of an in-memory module has no other). `passed` False on a failed check; raises only
+        with check=True."""
         return device_runs.verify(self.path, data=data, data_root=data_root, runtime=runtime, max_drop=max_drop,
                                   min_agreement=min_agreement, min_cosine=min_cosine, max_abs_diff=max_abs_diff,
                                   thresholds=thresholds, reference=reference, reference_source=reference_source,

@@ -91,7 +91,7 @@ def _announce_tuning(targets, threads: Optional[int], reporter: Reporter) -> Non
 def verify(path: Union[str, Path], *, data: Any = None, data_root: Optional[Union[str, Path]] = None,
            runtime: Optional[str] = None, max_drop: Optional[float] = None, min_agreement: Optional[float] = None,
            min_cosine: Optional[float] = None, max_abs_diff: Optional[float] = None, thresholds: Thresholds = None,
-           reference: Optional[Union[str, Path]] = None, reference_source: str = "auto",
+           reference: Any = None, reference_source: str = "auto",
            precision: Optional[str] = None, threads: Optional[int] = None, batch: int = 32,
            limit: Optional[int] = None, seed: Optional[int] = None, untuned: bool = False, check: bool = False,
            remote: Optional[RemoteOptions] = None,
@@ -119,9 +119,11 @@ def verify(path: Union[str, Path], *, data: Any = None, data_root: Optional[Unio
         return result
     overrides = build_overrides(max_drop=max_drop, min_agreement=min_agreement, min_cosine=min_cosine,
                                 max_abs_diff=max_abs_diff, thresholds=threshold_options)
+    in_memory = reference is not None and not isinstance(reference, (str, Path))
     settings = VerifySettings(data=data, data_root=data_root, runtime=runtime, threads=threads, overrides=overrides,
-                              reference=reference, reference_source=reference_source.lower(), precision=precision,
-                              limit=limit, batch=batch, seed=seed, untuned=untuned)
+                              reference=None if in_memory else reference, reference_source=reference_source.lower(),
+                              precision=precision, limit=limit, batch=batch, seed=seed, untuned=untuned,
+                              reference_model=InMemoryReference.of(reference) if in_memory else None)
     reporter = Reporter(progress)
     from edgecnn.verify import verify as verify_path
 
@@ -133,6 +135,29 @@ def verify(path: Union[str, Path], *, data: Any = None, data_root: Optional[Unio
     if check and not report.passed:
         raise VerifyFailedError(report.failure_message(), report)
     return report
+
+
+class InMemoryReference:
+    """A model in memory (an edgecnn.load Model, or an nn.Module) as verify's live reference: PyTorch fp32 on it.
+
+    What lets a bundle exported from an in-memory module be verified on new data: nothing on disk can
+    re-run that module, but the caller still holds it.
+    """
+
+    label = "PyTorch fp32 of the in-memory model"
+
+    def __init__(self, module: Any, name: str):
+        self.module, self.name = module, name
+
+    @classmethod
+    def of(cls, reference: Any) -> "InMemoryReference":
+        module = getattr(reference, "module", reference)  # a Model, or the nn.Module itself
+        return cls(module, getattr(reference, "name", type(module).__name__))
+
+    def live_logits(self, inputs, *, batch: int):
+        from edgecnn.export.torch_eval import torch_logits
+
+        return torch_logits(self.module, inputs, batch_size=batch)
 
 
 def threshold_texts(thresholds: Thresholds) -> list[str]:
