@@ -55,8 +55,8 @@ def main() -> None:
         for artifact in explained.artifacts:
             worst = artifact.layers[0] if artifact.layers else None
             if worst is not None:
-                print(f"  {artifact.artifact}: costliest layer {worst.user_name} ({worst.op}), "
-                      f"SQNR {worst.sqnr_db if worst.sqnr_db is not None else float('nan'):.1f} dB")
+                sqnr = "-" if worst.sqnr_db is None else f"{worst.sqnr_db:.1f}"
+                print(f"  {artifact.artifact}: costliest layer {worst.user_name} ({worst.op}), SQNR {sqnr} dB")
         summary["targets"][target] = {"bundle": str(bundle.path), "verify": verified.to_dict(),
                                       "bench": timed.to_dict(), "explain": explained.to_dict()}
     if args.json is not None:
