@@ -67,6 +67,9 @@ class ExportRequest:
     search_budget: float = DEFAULT_SEARCH_BUDGET_S
     max_drop: float | None = None
     min_agreement: float | None = None
+    # A model already loaded (the Python API's edgecnn.load, an in-memory nn.Module): used instead of
+    # loading `source`, which then only names it.
+    loaded: Any = None
 
 
 @dataclass

@@ -132,7 +132,8 @@ def _golden(loaded, preprocess, request: ExportRequest, data: _Data, warnings: l
     same_names = tuple(data.dataset.class_names) == names
     # Labels count when the data is the model's own, or its folders were found in a real class list.
     named = same_names and names != tuple(str(i) for i in range(len(names)))
-    meaningful = loaded.accuracy_meaningful and same_names and (data.same_data or named)
+    # Images given without labels (the Python API's edgecnn.data.Images) carry -1: agreement only.
+    meaningful = loaded.accuracy_meaningful and same_names and (data.same_data or named) and bool(np.all(labels >= 0))
     if not meaningful:
         labels = np.full(len(golden), -1, dtype=np.int64)
         if not data.same_data:

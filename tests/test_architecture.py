@@ -70,7 +70,7 @@ LAYERS = [
     {"edgecnn.sources", "edgecnn.bench"},
     {"edgecnn.verify", "edgecnn.samples", "edgecnn.explain", "edgecnn.tune"},
     {"edgecnn.pipeline", "edgecnn.remote", "edgecnn.report"},
-    {"edgecnn.quickstart"},
+    {"edgecnn.quickstart", "edgecnn.api"},
     {"edgecnn.cli", "edgecnn.__main__"},
 ]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +90,28 @@ def human_count(value: float) -> str:
 
 def stdout_is_terminal() -> bool:
     return sys.stdout.isatty()
+
+
+@contextmanager
+def progress_events(description: str, *, per_label: bool = False):
+    """A callback for the Python API's progress events: steps drive a bar on stderr (on a terminal), notes
+    become stderr lines. `per_label`: one bar per step message (verify: one per runtime)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from edgecnn.api.progress import NOTE, STEP
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
+        tasks: dict[str, Any] = {}
+
+        def on_event(event) -> None:
+            if event.kind == NOTE:
+                note(event.message)
+            elif event.kind == STEP:
+                key = event.message if per_label else description
+                if key not in tasks:
+                    tasks[key] = progress.add_task(key, total=event.total)
+                progress.update(tasks[key], completed=event.done, total=event.total,
+                                description=key if per_label else event.message)
+
+        yield on_event

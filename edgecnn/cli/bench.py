@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from edgecnn.cli import app
-from edgecnn.cli._common import console, err_console, handle_errors, note, write_json
+from edgecnn.cli._common import console, handle_errors, note, progress_events, write_json
 from edgecnn.cli.remote import RemoteOptions, remote_options
 
 
@@ -48,58 +48,31 @@ def bench(
     remote: RemoteOptions = RemoteOptions(),
 ) -> None:
     """Benchmark latency, throughput, load time and memory of each artifact, each in its own process."""
-    from edgecnn import bench as bench_lib
+    from edgecnn.api.device_runs import bench as bench_api
     from edgecnn.atomic import check_output_path
     from edgecnn.validate import optional_seconds
 
     optional_seconds(min_time, "--min-time")
     optional_seconds(timeout, "--timeout")
+    options = dict(runtime=runtime, threads=threads, batch=batch, warmup=warmup, iters=iters, min_time=min_time,
+                   baseline=baseline, timeout=timeout, untuned=untuned)
     if remote.requested:  # on devices over SSH: the same bench runs there (edgecnn.remote)
-        from edgecnn.cli.remote import dispatch
+        from edgecnn.cli.remote import events_to_stderr, print_remote
 
         if plot is not None:
             from edgecnn.errors import BadInputError
 
             raise BadInputError("--plot draws one machine's run: drop it with --on/--fleet (the JSON has every device)")
-        return dispatch("bench", path, remote=remote,
-                        json_path=json_path, runtime=runtime, forwarded={
-                            "--runtime": runtime, "--threads": threads, "--batch": batch, "--warmup": warmup,
-                            "--iters": iters, "--min-time": min_time, "--baseline": baseline, "--timeout": timeout,
-                            "--untuned": untuned})
+        check_output_path(json_path, option="--json")
+        return print_remote(bench_api(path, **options, remote=remote, progress=events_to_stderr), json_path)
 
     # Refuse an unwritable output before measuring anything (it used to fail after the whole run).
     check_output_path(json_path, option="--json")
     check_output_path(plot, option="--plot")
-    targets, bundle = bench_lib.targets_from_path(path, runtime, untuned=untuned)
-    _announce_tuning(targets, threads)
-    if bench_lib.is_torch_baseline(baseline):
-        # The reference: PyTorch eager on the checkpoint the manifest records, in its own process
-        # (the only child that imports torch).
-        reference = bench_lib.reference_runtime()
-        if not any(t.runtime == reference for t in targets):
-            targets.append(bench_lib.torch_reference_target(bundle, targets))
-        baseline = next(t.name for t in targets if t.runtime == reference)
-    settings = bench_lib.BenchSettings(
-        threads=threads if threads is not None else bench_lib.default_threads_for(bundle),
-        batches=bench_lib.parse_batches(batch),
-        warmup=warmup,
-        iters=iters,
-        min_time_s=min_time,
-        timeout_s=timeout,
-    )
-    bench_lib.resolve_baseline(targets, baseline)  # fail before measuring anything
-    report = _run_with_progress(bench_lib, targets, settings, baseline)
-    report["path"] = str(path)
-    if bundle is not None:
-        report["bundle"] = {"root": str(bundle.root), "target": bundle.target,
-                            "device_profile": bundle.profile}
-    for skipped in report["skipped"]:
-        note(f"skipped {skipped['name']} at batch {skipped['batch']}: {skipped['reason']}")
-    if not report["artifacts"]:
-        from edgecnn.errors import BadInputError
-
-        raise BadInputError("no artifact could be benchmarked at the batch sizes asked for")
-    _print_report(report, settings)
+    with progress_events("benchmarking") as on_event:
+        result = bench_api(path, **options, progress=on_event)
+    report = result.to_dict()
+    _print_report(report, result.method)
     if json_path is not None:
         write_json(json_path, report)
         note(f"wrote {json_path}")
@@ -110,40 +83,10 @@ def bench(
         note(f"wrote {plot}")
 
 
-def _announce_tuning(targets, threads) -> None:
-    """Say which tuning file set the artifacts' settings; an explicit --threads wins over the tuned count."""
-    tuned = sorted({t.tuned_from for t in targets if t.tuned_from})
-    if not tuned:
-        return
-    if threads is not None:
-        for target in targets:
-            target.threads = None
-    names = ", ".join(t.name for t in targets if t.tuned_from)
-    note(f"tuned settings from {', '.join(tuned)} for {names}" + (" (threads from --threads)" if threads else "")
-         + "; --untuned for the runners' defaults")
-
-
-def _run_with_progress(bench_lib, targets, settings, baseline) -> dict:
-    """`run_benchmark` under a progress bar on stderr (when it is a terminal)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    total = len(targets) * len(settings.batches)
-    with Progress(
-        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=err_console, transient=True, disable=not err_console.is_terminal,
-    ) as progress:
-        task = progress.add_task("benchmarking", total=total)
-
-        def on_result(target, batch_size, row):
-            progress.update(task, advance=1, description=f"{target.name} batch {batch_size}")
-
-        return bench_lib.run_benchmark(targets, settings, baseline=baseline, on_result=on_result)
-
-
-def _print_report(report: dict, settings) -> None:
+def _print_report(report: dict, method: str) -> None:
     """The table, the method, the environment and what each runtime applied."""
     console.print(results_table(report))
-    console.print(settings.describe(), style="dim", highlight=False)
+    console.print(method, style="dim", highlight=False)
     tuned = [f"{r['name']} {r['threads']} threads" for r in report["artifacts"] if r.get("tuned_from")]
     if tuned:
         console.print(f"Tuned (threads and runner options from {report['artifacts'][0].get('tuned_from') or 'tuning/'}"

@@ -38,36 +38,27 @@ def build(
     ),
 ) -> None:
     """Build (or adopt) the bundle's TensorRT engines here and add them to its manifest."""
-    check_output_path(json_path, option="--json")
-    if remote.requested:  # on the device that will run them; the provenance comes back into this manifest
-        from edgecnn.cli.remote import dispatch
+    from edgecnn.api.host_runs import build as build_api
 
-        return dispatch("build", bundle_path, remote=remote, fetch_engine=fetch_engine,
-                        json_path=json_path,
-                        forwarded={"--precision": precision, "--dla-core": dla_core, "--force": force})
-    backend = _device_backend(bundle_path)
-    report = backend.device_build_step()(bundle_path, precision=precision, dla_core=dla_core, force=force, note=note)
+    check_output_path(json_path, option="--json")
+    options = dict(precision=precision, dla_core=dla_core, force=force)
+    if remote.requested:  # on the device that will run them; the provenance comes back into this manifest
+        from edgecnn.cli.remote import events_to_stderr, print_remote
+
+        return print_remote(build_api(bundle_path, **options, fetch_engine=fetch_engine, remote=remote,
+                                      progress=events_to_stderr), json_path)
+    result = build_api(bundle_path, **options, progress=lambda event: note(event.message))
+    backend, report = result.backend, result.build
     root = report.bundle.root
     table = Table(title=f"{backend.label} engines for {report.bundle.model_name} ({report.profile.name})")
     for column in ("engine", "precision", backend.label, "GPU", "DLA", "build s", ""):
         table.add_column(column)
-    for result in report.results:
-        p = result.provenance
-        table.add_row(str(result.path.relative_to(root)), result.precision, str(p.get(backend.name, "?")),
+    for engine in report.results:
+        p = engine.provenance
+        table.add_row(str(engine.path.relative_to(root)), engine.precision, str(p.get(backend.name, "?")),
                       str(p.get("gpu") or p.get("device_model") or "?"), str(p.get("dla_core") or "-"),
-                      f"{result.build_s:.1f}", "kept" if result.adopted else "built")
+                      f"{engine.build_s:.1f}", "kept" if engine.adopted else "built")
     console.print(table)
     note(f"next: edgecnn bench {root} && edgecnn verify {root}")
     if json_path:
-        write_json(json_path, report.to_dict())
-
-
-def _device_backend(bundle_path: Path):
-    """The backend that builds this bundle's artifacts on the device (the first such when the bundle is not its)."""
-    from edgecnn.backends import backends
-    from edgecnn.bundle import load_bundle
-
-    builders = [b for b in backends() if b.device_build]
-    runtime = (load_bundle(bundle_path).profile or {}).get("runtime")
-    # A bundle of another runtime goes to a builder anyway: its own check says what it builds and how.
-    return next((b for b in builders if b.name == runtime), builders[0])
+        write_json(json_path, result.to_dict())

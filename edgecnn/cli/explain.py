@@ -23,32 +23,25 @@ def explain_command(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write every layer's numbers as JSON."),
 ) -> None:
     """Per quantized layer: PyTorch module name, node, op, SQNR of its int8 output, gain when kept float."""
+    from edgecnn.api.host_runs import explain as explain_api
     from edgecnn.atomic import check_output_path
-    from edgecnn.bundle import load_bundle
+    from edgecnn.cli.export import _progress_stage
     from edgecnn.errors import BadInputError
-    from edgecnn.explain import explain_artifact, int8_entries
-
     from edgecnn.validate import seconds
 
     check_output_path(json_path, option="--json")
     seconds(budget, "--budget")
     if top < 1:
         raise BadInputError(f"--top must be at least 1, got {top}")
-    bundle = load_bundle(bundle_path)
-    from edgecnn.cli.export import _progress_stage
-
-    results = []
-    for entry in int8_entries(bundle, artifact):
-        bundle.check_integrity(entry)
-        stage, stop = _progress_stage()
-        try:
-            results.append(explain_artifact(bundle, entry, budget_s=budget, stage=stage))
-        finally:
-            stop()
-    for result in results:
-        console.print(_table(result, top))
+    stage, stop = _progress_stage()
+    try:
+        result = explain_api(bundle_path, artifact=artifact, budget=budget, progress=lambda event: stage(event.message))
+    finally:
+        stop()
+    for explanation in result.artifacts:
+        console.print(_table(explanation, top))
     if json_path:
-        write_json(json_path, {"bundle": str(bundle.root), "artifacts": [r.to_dict() for r in results]})
+        write_json(json_path, result.to_dict())
         note(f"wrote {json_path}")
 
 

@@ -68,52 +68,27 @@ def export_command(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the export report as JSON."),
 ) -> None:
     """Export a model for one device: ONNX, fusion, INT8, the target's format, a verified bundle."""
+    from edgecnn.api.export import export
     from edgecnn.atomic import check_output_path
-    from edgecnn.pipeline import ExportRequest, export_bundle
-    from edgecnn.profiles import load_profile
-
     from edgecnn.sources import source_name
 
-    from edgecnn.thresholds import check_threshold
-
-    from edgecnn import validate
-
     check_output_path(json_path, option="--json")
-    validate.seconds(search_budget, "--search-budget")
-    check_threshold("max_drop", max_drop)
-    check_threshold("min_agreement", min_agreement)
-    foreign_name = source_name(source)
-    if foreign_name is None:
+    if source_name(source) is None:
         _note_alias(source)
-    profile = load_profile(target)
-    if out is None:
-        stem = Path(source).stem if Path(source).exists() else source
-        if stem == "model" and Path(source).exists():
-            stem = Path(source).resolve().parent.name
-        stem = foreign_name or stem
-        # The precision is named only when asked for: a default may fall back (int8 without data).
-        out = Path("dist") / (f"{stem}-{profile.name}-{precision}" if precision else f"{stem}-{profile.name}")
-    validate.writable_folder(out, "--out")
-    request = ExportRequest(
-        source=source, target=target, out=out, precision=precision, force=force, weights=weights,
-        state_dict=str(state_dict) if state_dict else None, calib_data=calib_data, golden_data=golden_data,
-        calib_size=calib_size,
-        calib_method=calib_method, data_root=str(data_root) if data_root else None, golden_size=golden_size,
-        input_size=input_size, seed=seed, tflite_int8_scheme=tflite_int8, resize=resize, mean=mean, std=std,
-        channels=channels, classes=str(classes) if classes else None, fallback=not no_fallback,
-        search_budget=search_budget, max_drop=max_drop, min_agreement=min_agreement,
-    )
     stage, stop = _progress_stage()
     try:
-        report = export_bundle(request, stage=stage)
+        bundle = export(
+            source, target=target, precision=precision, out=out, force=force, weights=weights, state_dict=state_dict,
+            calib_data=calib_data, golden_data=golden_data, calib_size=calib_size, calib_method=calib_method,
+            data_root=data_root, golden_size=golden_size, seed=seed, tflite_int8=tflite_int8,
+            fallback=not no_fallback, search_budget=search_budget, max_drop=max_drop, min_agreement=min_agreement,
+            input_size=input_size, resize=resize, mean=mean, std=std, channels=channels, classes=classes,
+            progress=lambda event: stage(event.message))
     finally:
         stop()
-    print_export_report(report)
+    print_export_report(bundle.export_result.export_report)
     if json_path:
-        write_json(json_path, {"bundle": str(report.bundle.root), "target": report.profile.name,
-                               "precision": report.precision, "seconds": round(report.seconds, 2),
-                               "artifacts": report.rows, "fusion": report.bundle.manifest.get("fusion"),
-                               "warnings": report.warnings, "next_steps": report.next_steps})
+        write_json(json_path, bundle.export_result.to_dict())
         note(f"wrote {json_path}")
 
 

@@ -1,9 +1,9 @@
 """`--on SSH_TARGET` / `--fleet FILE.toml` for bench, verify, build and tune, and the hidden `edgecnn device-agent`.
 
 The remote options are declared once here (`remote_options` adds them to a command and hands it one
-`RemoteOptions`). The commands call `dispatch` before their local path when a device is named; it runs
-the same command on each device (edgecnn.remote), prints one table with a device column and writes one
-JSON.
+`RemoteOptions`). When a device is named, a command hands them to the Python API, which runs the same
+command on each device (edgecnn.remote.run_remote); `print_remote` prints one table with a device
+column and writes one JSON.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -20,22 +20,7 @@ from rich.table import Table
 
 from edgecnn.cli import app
 from edgecnn.cli._common import console, handle_errors, write_json
-
-
-@dataclass(frozen=True)
-class RemoteOptions:
-    """Where bench, verify, build and tune run when not here: the five options they all take."""
-
-    on: Optional[List[str]] = None
-    fleet: Optional[Path] = None
-    identity: Optional[Path] = None
-    accept_new_host_key: bool = False
-    keep: bool = False
-
-    @property
-    def requested(self) -> bool:
-        """A device was named: the command runs there, not here."""
-        return bool(self.on or self.fleet)
+from edgecnn.remote.dispatch import RemoteOptions  # noqa: F401  (the commands' `remote` parameter)
 
 
 # The Typer declaration of each RemoteOptions field, in the order --help lists them.
@@ -79,38 +64,24 @@ def note(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def dispatch(command: str, path: Path, *, remote: RemoteOptions, forwarded: dict[str, Any],
-             json_path: Optional[Path], runtime: Optional[str] = None, fetch_engine: bool = False) -> None:
-    """Run `edgecnn COMMAND PATH` on the devices, print one table, write one JSON; exit 1 when any failed."""
-    from edgecnn import remote as fleet
-    from edgecnn.atomic import check_output_path
-
-    options, remote = remote, fleet
-    check_output_path(json_path, option="--json")
-    devices = remote.select_devices(options.on, options.fleet)
-    job = remote.RemoteJob(command=command, source=_source(path), args=tuple(_argv(forwarded)),
-                           runtimes=_runtimes(command, path, runtime),
-                           fetch=("manifest.json",) if command in ("build", "tune") else (), fetch_new=fetch_engine,
-                           fetch_reported=("tuning_file",) if command == "tune" else ())
-    note(f"{command} on {len(devices)} device(s): {', '.join(d.name for d in devices)}")
-    runs = remote.run_fleet(devices, job, remote.SshOptions(identity=options.identity,
-                                                            accept_new_host_key=options.accept_new_host_key),
-                            keep=options.keep, note=note)
-    report = remote.merged_report(runs, job)
-    if command == "build":
-        report["adopted"] = {r.device.name: remote.adopt_built_manifest(job.source, r) for r in runs if r.ok}
-    if command == "tune":
-        report["adopted"] = {r.device.name: remote.adopt_tuning(job.source, r) for r in runs if r.ok}
-    _print(command, report, runs)
+def print_remote(result, json_path: Optional[Path]) -> None:
+    """A command's run on the devices (the API's RemoteResult): one table, one JSON; exit 1 when any failed."""
+    report = result.report
+    _print(report["command"], report, result.runs)
     if json_path is not None:
         write_json(json_path, report)
         note(f"wrote {json_path}")
-    problems = remote.failures(runs) + [f"{name}: verification failed" for name in report.get("failed_checks", [])]
+    problems = list(result.problems)
     if problems:
-        note(f"{len(problems)} of {len(runs)} device(s) failed:")
+        note(f"{len(problems)} of {len(result.runs)} device(s) failed:")
         for line in problems:
             note(f"  {line}")
         raise typer.Exit(1)
+
+
+def events_to_stderr(event) -> None:
+    """The API's progress callback for a run on devices: every message one stderr line."""
+    note(event.message)
 
 
 def refuse_local_paths(options: dict[str, Any]) -> None:
@@ -121,39 +92,6 @@ def refuse_local_paths(options: dict[str, Any]) -> None:
     if given:
         raise BadInputError(f"{', '.join(given)} name(s) files on this machine: drop them with --on/--fleet "
                             "(the devices verify against the bundle's golden set; the merged --json has every result)")
-
-
-def _source(path: Path) -> Path:
-    return path.parent if path.name == "manifest.json" else path
-
-
-def _argv(forwarded: dict[str, Any]) -> list[str]:
-    """The device's command-line options, from the ones given here (None and False left out)."""
-    argv = []
-    for flag, value in forwarded.items():
-        if value is None or value is False or value == []:
-            continue
-        if value is True:
-            argv.append(flag)
-        else:
-            argv += [part for item in (value if isinstance(value, list) else [value]) for part in (flag, str(item))]
-    return argv
-
-
-def _runtimes(command: str, path: Path, runtime: Optional[str]) -> tuple[str, ...]:
-    """The runtimes the devices need for this job (what the local bundle holds, or the --runtime asked for)."""
-    from edgecnn.backends import backends, resolve_runtime, runtime_for_path
-    from edgecnn.bundle import load_bundle
-
-    if runtime is not None:
-        return (resolve_runtime(runtime),)
-    if path.is_file() and path.name != "manifest.json":
-        return (runtime_for_path(path),)
-    bundle = load_bundle(path)
-    if command == "build":
-        builders = {b.name for b in backends() if b.device_build}
-        return tuple(sorted({(bundle.profile or {}).get("runtime")} & builders))
-    return tuple(dict.fromkeys(entry.runtime for entry in bundle.artifacts))
 
 
 def _print(command: str, report: dict, runs) -> None:

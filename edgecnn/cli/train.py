@@ -33,44 +33,18 @@ def train_command(
     force: bool = typer.Option(False, "--force", help="Train again over an existing DIR/model.pt."),
 ) -> None:
     """Train NAME on --data; keep the best epoch (validation top-1) as DIR/model.pt."""
-    from edgecnn.errors import BadInputError, require
-
-    require("torch", "train", "edgecnn train")
-    from edgecnn.train import DEFAULT_BATCH_SIZE, TrainConfig, train
-    from edgecnn.zoo import get_spec
-
-    spec = get_spec(name)
-    if spec.name != name:
-        note(f"{name} -> {spec.name}")
-    if resume and force:
-        raise BadInputError("pass either --resume or --force, not both")
-    if weights is not None and weights not in ("imagenet", "random") and not Path(weights).is_file():
-        raise BadInputError(f"--weights must be imagenet, random or an existing file, got {weights!r}")
-    if state_dict is not None and not state_dict.is_file():
-        raise BadInputError(f"no such state dict file: {state_dict}")
-    from edgecnn.validate import writable_folder
-
-    writable_folder(out or Path("runs") / spec.name, "--out")  # before the epochs, not after them
-    config = TrainConfig(
-        model=spec.name,
-        data=data,
-        out_dir=str(out or Path("runs") / spec.name),
-        epochs=epochs,  # None: the model's registered recipe, else DEFAULT_EPOCHS
-        batch_size=DEFAULT_BATCH_SIZE if batch_size is None else batch_size,
-        lr=lr,
-        optimizer=optimizer.lower() if optimizer else None,
-        seed=0 if seed is None else seed,
-        weights=None if weights == "random" else weights,
-        state_dict=str(state_dict) if state_dict else None,
-        data_root=str(data_root) if data_root else None,
-        threads=threads,
-        augment=not no_augment,
-    )
-    result = train(config, force=force, resume=resume)
     import os
 
+    from edgecnn.api.model import train_run
+    from edgecnn.api.progress import NOTE
+    from edgecnn.zoo import get_spec
+
+    result = train_run(name, data, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed,
+                       out=out, resume=resume, force=force, weights=weights, state_dict=state_dict,
+                       data_root=data_root, threads=threads, augment=not no_augment, show_progress_bar=True,
+                       progress=lambda event: note(event.message) if event.kind == NOTE else None)
     if int(os.environ.get("RANK", "0")) == 0:
-        _print_result(spec.name, result)
+        _print_result(get_spec(name).name, result)
 
 
 def _print_result(name: str, result) -> None:

@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 
 from edgecnn.cli import app
-from edgecnn.cli._common import console, err_console, handle_errors, note, write_json
-from edgecnn.cli.remote import RemoteOptions, remote_options, dispatch
+from edgecnn.cli._common import console, handle_errors, note, progress_events, write_json
+from edgecnn.cli.remote import RemoteOptions, remote_options
 
 
 @app.command("tune")
@@ -30,27 +30,25 @@ def tune_command(
     remote: RemoteOptions = RemoteOptions(),
 ) -> None:
     """Sweep each runtime's knobs, time every candidate, gate the faster ones on the golden set, store the fastest that passes."""
+    from edgecnn.api.device_runs import tune as tune_api
     from edgecnn.atomic import check_output_path
-    from edgecnn.tune import TuneSettings, tune
     from edgecnn.validate import seconds
-    from edgecnn.verify import build_overrides
 
     seconds(budget, "--budget")
     seconds(min_time, "--min-time")
+    options = dict(runtime=runtime, budget=budget, min_time=min_time, warmup=warmup, limit=limit,
+                   thresholds=threshold or None, force=force)
+    check_output_path(json_path, option="--json")
     if remote.requested:
         # Tuned on each device by its own edgecnn tune; its tuning file and manifest record come back here.
-        return dispatch("tune", path, remote=remote,
-                        json_path=json_path, runtime=runtime,
-                        forwarded={"--runtime": runtime, "--budget": budget, "--min-time": min_time, "--warmup": warmup,
-                                   "--limit": limit, "--threshold": threshold or None, "--force": force})
-    check_output_path(json_path, option="--json")
-    # The tuning file and the manifest's record of it are written into the bundle: it must take them.
-    check_output_path(path if path.name == "manifest.json" else path / "manifest.json", option="the bundle at")
-    settings = TuneSettings(runtime=runtime, budget_s=budget, min_time_s=min_time, warmup=warmup, limit=limit,
-                            overrides=build_overrides(thresholds=threshold or ()), force=force)
-    report = _tune_with_progress(tune, path, settings)
+        from edgecnn.cli.remote import events_to_stderr, print_remote
+
+        return print_remote(tune_api(path, **options, remote=remote, progress=events_to_stderr), json_path)
+    with progress_events("tuning") as on_event:
+        result = tune_api(path, **options, progress=on_event)
+    report = result.to_dict()
     console.print(summary_table(report))
-    console.print(settings.describe(), style="dim", highlight=False)
+    console.print(result.method, style="dim", highlight=False)
     device = report["device"]
     console.print(f"Device: {device['cpu_model']}, {device['physical_cores']} physical cores, {device['machine']}; "
                   f"load average {_load(report.get('loadavg_before'))} -> {_load(report.get('loadavg_after'))}; "
@@ -67,25 +65,6 @@ def tune_command(
     if json_path is not None:
         write_json(json_path, report)
         note(f"wrote {json_path}")
-
-
-def _tune_with_progress(tune, path: Path, settings) -> dict:
-    """`tune` under a progress bar on stderr (when it is a terminal): one step per candidate."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
-        task = progress.add_task("tuning", total=None)
-
-        def on_plan(total: int) -> None:
-            progress.update(task, total=total)
-
-        def on_candidate(name: str, done: int, planned: int, candidate) -> None:
-            p50 = "-" if candidate.p50 is None else f"{candidate.p50:.2f} ms"
-            verdict = "pass" if candidate.passed else "fail"
-            progress.update(task, advance=1, description=f"{name}: {_settings(candidate.settings)} {p50} {verdict}")
-
-        return tune(path, settings, on_candidate=on_candidate, on_plan=on_plan)
 
 
 def summary_table(report: dict) -> Table:

@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from edgecnn.cli import app
-from edgecnn.cli._common import console, err_console, handle_errors, note, write_json
+from edgecnn.cli._common import console, handle_errors, note, progress_events, write_json
 from edgecnn.cli.remote import RemoteOptions, remote_options
 
 
@@ -42,39 +41,27 @@ def verify_command(
     remote: RemoteOptions = RemoteOptions(),
 ) -> None:
     """Check that every artifact still classifies like the PyTorch model; exit 1 if any check fails."""
+    from edgecnn.api.device_runs import verify as verify_api
     from edgecnn.atomic import check_output_path
 
+    options = dict(data=data, runtime=runtime, max_drop=max_drop, min_agreement=min_agreement, min_cosine=min_cosine,
+                   max_abs_diff=max_abs_diff, thresholds=threshold or [], reference_source=reference_source,
+                   precision=precision, threads=threads, batch=batch, limit=limit, seed=seed, untuned=untuned)
     if remote.requested:  # on devices over SSH, against the bundle's golden set (edgecnn.remote); --data is the device's
-        from edgecnn.cli.remote import dispatch, refuse_local_paths
+        from edgecnn.cli.remote import events_to_stderr, print_remote, refuse_local_paths
 
         refuse_local_paths({"--reference": reference, "--junit": junit_path, "--summary": summary_path,
                             "--data-root": data_root})
-        return dispatch("verify", path, remote=remote,
-                        json_path=json_path, runtime=runtime, forwarded={
-                            "--data": data, "--runtime": runtime, "--max-drop": max_drop, "--min-agreement": min_agreement,
-                            "--min-cosine": min_cosine, "--max-abs-diff": max_abs_diff, "--threshold": threshold or [],
-                            "--reference-source": reference_source, "--precision": precision, "--threads": threads, "--untuned": untuned,
-                            "--batch": batch, "--limit": limit, "--seed": seed})
-    from edgecnn.verify import (
-        VerifyFailedError, VerifySettings, append_summary, build_overrides, verify, write_junit,
-    )
+        check_output_path(json_path, option="--json")
+        return print_remote(verify_api(path, **options, remote=remote, progress=events_to_stderr), json_path)
+    from edgecnn.verify import VerifyFailedError, append_summary, write_junit
 
     # Every output file is checked before anything runs, so a bad path costs no verification.
     check_output_path(json_path, option="--json")
     check_output_path(junit_path, option="--junit")
     check_output_path(summary_path or None, option="--summary")
-    overrides = build_overrides(max_drop=max_drop, min_agreement=min_agreement, min_cosine=min_cosine,
-                                max_abs_diff=max_abs_diff, thresholds=threshold or ())
-    settings = VerifySettings(
-        data=data, data_root=data_root, runtime=runtime, threads=threads, overrides=overrides,
-        reference=reference, reference_source=reference_source.lower(), precision=precision, limit=limit,
-        batch=batch, seed=seed, untuned=untuned,
-    )
-    report = _verify_with_progress(verify, path, settings)
-    tuned = sorted({a.tuned_from for a in report.artifacts if a.tuned_from})
-    if tuned:
-        note(f"tuned settings from {', '.join(tuned)} for "
-             f"{', '.join(a.name for a in report.artifacts if a.tuned_from)}; --untuned for the runners' defaults")
+    with progress_events("verifying", per_label=True) as on_event:
+        report = verify_api(path, **options, data_root=data_root, reference=reference, progress=on_event)
     console.print(_table(report))
     for line in report.notes:
         note(f"note: {line}")
@@ -92,21 +79,6 @@ def verify_command(
         note("--summary is empty (GITHUB_STEP_SUMMARY unset?): no summary written")
     if not report.passed:
         raise VerifyFailedError(report.failure_message(), report)
-
-
-def _verify_with_progress(verify, path: Path, settings):
-    """Run `verify` with one progress bar per runtime on a terminal's stderr (none when piped)."""
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=True,
-                  disable=not err_console.is_terminal) as progress:
-        tasks: dict[str, int] = {}
-
-        def on_progress(label: str, done: int, total: int) -> None:
-            if label not in tasks:
-                tasks[label] = progress.add_task(label, total=total)
-            progress.update(tasks[label], completed=done)
-
-        return verify(path, settings, progress=on_progress)
 
 
 def _table(report) -> Table:

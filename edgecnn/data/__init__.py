@@ -11,7 +11,7 @@ torch is not imported here: only the torchvision downloads need it.
 Modules: dataset (Split, Dataset, data root), splits (stratified splits, class-balanced samples),
 sources (load_data and the built-in sets), idx, imagefolder, photos (image files decoded on demand:
 resize-shorter + centre crop), model_input (preprocess_for,
-preprocessed splits, calibration sets).
+preprocessed splits, calibration sets), specs (SPECs as objects for the Python API: ImageFolder, Images ...).
 """
 
 from edgecnn.data.dataset import DATA_SPECS, Dataset, Split, default_data_root, offline_requested
@@ -20,6 +20,7 @@ from edgecnn.data.idx import find_idx_pair, load_idx_folder, read_idx
 from edgecnn.data.imagefolder import IMAGE_SUFFIXES, load_image_folder
 from edgecnn.data.photos import ImageFiles, center_crop
 from edgecnn.data.sources import load_data
+from edgecnn.data.specs import Cifar10, DataSpec, Digits, FashionMnist, Idx, ImageFolder, Images, Mnist, as_data
 from edgecnn.data.model_input import (
     calibration_images,
     dataset_statistics,
@@ -30,6 +31,15 @@ from edgecnn.data.model_input import (
 )
 
 __all__ = [
+    "Cifar10",
+    "DataSpec",
+    "Digits",
+    "FashionMnist",
+    "Idx",
+    "ImageFolder",
+    "Images",
+    "Mnist",
+    "as_data",
     "DATA_SPECS",
     "Dataset",
     "IMAGE_SUFFIXES",

@@ -15,9 +15,10 @@ from edgecnn.data.imagefolder import load_image_folder
 from edgecnn.data.splits import pool_dataset, train_test_dataset
 from edgecnn.errors import BadInputError
 
-def load_data(spec: str, *, data_root: str | Path | None = None, seed: int = 0, download: bool = True,
+def load_data(spec, *, data_root: str | Path | None = None, seed: int = 0, download: bool = True,
               class_names=None) -> Dataset:
-    """Load a data SPEC as deterministic train/val/test splits of raw uint8 images.
+    """Load a data SPEC (or an edgecnn.data spec object, or `Images` in memory) as deterministic
+    train/val/test splits of raw uint8 images.
 
     `class_names`: the model's class list; an image folder's class folders are looked up in it
     (edgecnn.data.imagefolder). Image folders stay files until a sample of them is preprocessed.
@@ -25,6 +26,12 @@ def load_data(spec: str, *, data_root: str | Path | None = None, seed: int = 0, 
     `download=False` (or EDGECNN_OFFLINE=1) turns a missing torchvision dataset into an error that
     says where to put its files instead of trying the network.
     """
+    from edgecnn.data.specs import DataSpec, Images
+
+    if isinstance(spec, Images):  # images in memory (the Python API): used whole, as given
+        return spec.dataset(seed=seed, class_names=class_names)
+    if isinstance(spec, DataSpec):
+        spec = str(spec)
     if not isinstance(spec, str) or not spec.strip():
         raise BadInputError(f"empty data SPEC: use one of {', '.join(DATA_SPECS)}")
     spec = spec.strip()

@@ -109,8 +109,8 @@ def _load_source(request: ExportRequest, profile: DeviceProfile):
     """(loaded model, its preprocessing with --input-size applied), checked against the profile's limits."""
     from edgecnn.sources import StatedPreprocess, is_foreign, load_source
 
-    loaded = load_source(request.source, weights=request.weights, state_dict=request.state_dict,
-                         stated=StatedPreprocess.from_request(request))
+    loaded = request.loaded or load_source(request.source, weights=request.weights, state_dict=request.state_dict,
+                                           stated=StatedPreprocess.from_request(request))
     preprocess = loaded.preprocess
     # A foreign source's stated --input-size is already in its preprocessing.
     if request.input_size is not None and not is_foreign(request.source):

@@ -38,7 +38,7 @@ def load_foreign(ref: SourceRef, *, weights: str | None, state_dict: str | Path 
     outputs = probe_outputs(model, preprocess.input_shape, what=ref.text)
     if num_classes is not None and num_classes != outputs:
         raise BadInputError(f"{ref.text} has {outputs} outputs, not the {num_classes} classes asked for")
-    class_names = _class_names(classes, names, outputs, stated.classes)
+    class_names = class_names_for(classes, names, outputs, stated.classes)
     if spec is None:
         spec = ModelSpec(name=ref.name, family=FOREIGN_FAMILY, builder=_fixed_builder(ref),
                          input_size=preprocess.input_shape, min_size=preprocess.size, source=ref.kind,
@@ -117,7 +117,8 @@ def _logits_width(output, batch: int, what: str) -> int:
     return int(output.shape[1])
 
 
-def _class_names(listed, library_names, outputs: int, file) -> tuple[str, ...]:
+def class_names_for(listed, library_names, outputs: int, file) -> tuple[str, ...]:
+    """The model's class names: the stated list (checked against its outputs), the library's, else 0..N-1."""
     if listed is not None:
         if len(listed) < outputs:
             raise BadInputError(f"--classes {file} lists {len(listed)} classes but the model has {outputs} outputs")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Mapping, Union
+from typing import Any, Mapping, Union
 
 import numpy as np
 
@@ -50,12 +50,19 @@ def is_reference_runtime(runtime: str) -> bool:
     return not get_backend(runtime).deploy
 
 
-# What can be re-run live: a checkpoint file, or a foreign source's replay record (a dict).
-LiveSource = Union[Path, Mapping]
+# What can be re-run live: a checkpoint file, a foreign source's replay record (a dict), or a model in
+# memory (the Python API's verify(reference=model): an object with `name`, `label` and `live_logits`).
+LiveSource = Union[Path, Mapping, Any]
+
+
+def _in_memory(live: LiveSource) -> bool:
+    return hasattr(live, "live_logits")
 
 
 def live_label(live: LiveSource) -> str:
     """The reference as verify prints it."""
+    if _in_memory(live):
+        return live.label
     if isinstance(live, Mapping):
         from edgecnn.sources.replay import replay_label
 
@@ -67,13 +74,15 @@ def live_unavailable(live: LiveSource | None) -> str | None:
     """Why `live` cannot run here (None when it can, as far as can be told without running it)."""
     if live is None:
         return "the bundle records no checkpoint that exists here"
-    if isinstance(live, Mapping):
+    if isinstance(live, Mapping) or _in_memory(live):
         return None  # the replay itself says why (missing runtime, changed file), when it runs
     return None if torch_available() else "torch is not installed here"
 
 
 def _live_logits(live: LiveSource, inputs: np.ndarray, *, threads: int, batch: int, input_shape,
                  progress: Progress | None = None) -> np.ndarray:
+    if _in_memory(live):
+        return live.live_logits(inputs, batch=batch)
     if isinstance(live, Mapping):
         from edgecnn.sources.replay import replay_logits
 
@@ -130,6 +139,8 @@ def resolve_reference(samples: Samples, live_source: LiveSource | None, *, threa
 
 
 def _name(live: LiveSource) -> str:
+    if _in_memory(live):
+        return f"the in-memory model {live.name}"
     return f"the source {live.get('source')}" if isinstance(live, Mapping) else f"the checkpoint {live}"
 
 

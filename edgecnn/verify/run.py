@@ -44,7 +44,7 @@ def _verify_bundle(path: Path, settings: VerifySettings, progress: Progress | No
     accuracy_meaningful = bool((bundle.manifest.get("model") or {}).get("accuracy_meaningful", True))
     checkpoint = reference_checkpoint(settings.reference) or checkpoint_of(bundle)
     # No checkpoint: a foreign source re-runs from what the manifest recorded (model.replay).
-    live_source = checkpoint or (None if settings.reference else replay_of(bundle))
+    live_source = settings.reference_model or checkpoint or (None if settings.reference else replay_of(bundle))
     input_shape = bundle.input_shape or (bundle.preprocess.input_shape if bundle.preprocess else None)
     samples = _bundle_samples(bundle, settings, live_source=live_source, threads=threads, input_shape=input_shape)
     unavailable = live_unavailable(live_source)

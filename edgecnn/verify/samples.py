@@ -150,7 +150,8 @@ def load_data_samples(data: str, preprocess, *, num_classes: int | None, data_ro
         inputs, labels = preprocessed_sample(whole_pool(dataset), preprocess, limit=limit, seed=seed)
     if len(labels) == 0:
         raise BadInputError(f"--data {data} has an empty test split")
-    return Samples(inputs=inputs, labels=labels, source=f"data:{data}")
+    # Images given without labels (the Python API's edgecnn.data.Images) carry -1: agreement only.
+    return Samples(inputs=inputs, labels=labels if np.all(labels >= 0) else None, source=f"data:{data}")
 
 
 def golden_logits_for(inputs: np.ndarray, golden: Mapping[str, np.ndarray]) -> np.ndarray | None:

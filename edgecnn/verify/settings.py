@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from edgecnn.errors import BadInputError
 from edgecnn.thresholds import DEFAULT_THRESHOLDS, ThresholdOverrides
@@ -31,6 +31,8 @@ class VerifySettings:
     batch: int = DEFAULT_BATCH
     seed: int | None = None
     untuned: bool = False  # ignore the bundle's tuning file for this machine (edgecnn tune)
+    # A model in memory to re-run as the live reference (the Python API's verify(reference=model)).
+    reference_model: Any = None
 
     def __post_init__(self) -> None:
         if self.reference_source not in ("auto", "pytorch", "golden"):
