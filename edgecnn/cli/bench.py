@@ -8,14 +8,11 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from edgecnn.cli import app
-from edgecnn.cli._common import console, handle_errors, note, progress_events, write_json
-from edgecnn.cli.remote import RemoteOptions, remote_options
+from edgecnn.cli._common import console, note, progress_events, write_json
+from edgecnn.cli.remote import RemoteOptions, remote_command
 
 
-@app.command("bench")
-@handle_errors
-@remote_options
+@remote_command("bench")
 def bench(
     *,  # typer passes options by name; keyword-only keeps the 5-positional-parameter rule
     path: Path = typer.Argument(..., help="A bundle folder, its manifest.json, or one artifact file."),

@@ -13,14 +13,11 @@ import typer
 from rich.table import Table
 
 from edgecnn.atomic import check_output_path
-from edgecnn.cli import app
-from edgecnn.cli._common import console, handle_errors, note, write_json
-from edgecnn.cli.remote import RemoteOptions, remote_options
+from edgecnn.cli._common import console, note, write_json
+from edgecnn.cli.remote import RemoteOptions, remote_command
 
 
-@app.command("build")
-@handle_errors
-@remote_options
+@remote_command("build")
 def build(
     *,
     bundle_path: Path = typer.Argument(..., help="A TensorRT bundle folder (from edgecnn export --target jetson|cuda)."),

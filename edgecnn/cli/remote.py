@@ -59,6 +59,16 @@ def remote_options(command):
     return with_remote
 
 
+def remote_command(name: str):
+    """Register a command that can run on devices: `app.command(name)`, the CLI's error handling, and the
+    remote options (`remote_options`), the one stack bench, verify, build and tune share."""
+
+    def register(command):
+        return app.command(name)(handle_errors(remote_options(command)))
+
+    return register
+
+
 def note(message: str) -> None:
     """One unwrapped stderr line (a fix to copy, a device's reason), whatever the terminal's width."""
     typer.echo(message, err=True)
