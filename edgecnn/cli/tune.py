@@ -70,7 +70,7 @@ def summary_table(report: dict) -> Table:
 
     table = Table(title=f"edgecnn tune {report['model']} on {report['signature']}", title_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False,
-                  caption=("p50: ms at batch 1, default and tuned re-timed back to back; speed-up: default p50 / tuned "
+                  caption=("p50: ms at batch 1, default and tuned re-timed side by side (median of 3 alternating rounds); speed-up: default p50 / tuned "
                            "p50; agreement: top-1 agreement with the golden (PyTorch fp32) logits on "
                            f"{report['gate_samples']} samples; tried: candidates timed (pass: gated and passed; one slower "
                            "than the best passing is not gated)"),

@@ -130,7 +130,7 @@ def search(target: BenchTarget, gate: Gate, settings: TuneSettings, *, deadline:
 
 
 def _choose(result: ArtifactTuning, run, affordable) -> None:
-    """The fastest passing candidate, confirmed against the default back to back when time allows."""
+    """The fastest passing candidate, confirmed against the default side by side when time allows."""
     default = result.candidates[0]
     best = fastest_passing(result.candidates)
     if best is None:

@@ -48,12 +48,14 @@ class TuneSettings:
                     "with verify's thresholds for the precision the candidate computes in (bf16/fp16 compute is "
                     "held to the bf16/fp16 gate, int8 files to the int8 gate)",
             "search": "coordinate search from the runner's defaults: each knob in turn, the others held at the "
-                      "fastest passing setting so far; then the default and the winner timed again back to back, "
-                      "and the winner kept only when it is still faster",
+                      "fastest passing setting so far; then the default and the winner timed again side by side "
+                      "(3 rounds, each timing both in fresh child processes, order alternating) and the winner "
+                      "kept only when the median of the rounds' winner/default p50 ratios is below 1",
         }
 
     def describe(self) -> str:
         return (f"Method: each candidate in its own process as edgecnn bench times it ({self.warmup} warm-up runs, "
                 f"then at least {self.min_time_s:g} s and {self.min_iters} runs, batch 1; p50 by linear "
                 "interpolation); the faster ones gated on the golden set with verify's thresholds for the precision "
-                "they compute in; default and tuned p50 re-timed back to back at the end.")
+                "they compute in; default and tuned p50 re-timed side by side at the end (3 alternating rounds, "
+                "the median of the paired ratios decides).")
