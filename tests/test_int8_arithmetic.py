@@ -87,3 +87,56 @@ def test_8_bit_candidates_are_scored_as_the_device_computes_them(cli, lenet_chec
     expected = _emulated_agreement(out / entry["path"], golden["inputs"][report], golden["logits"][report])
     assert abs(part["agreement"] - expected) <= 1 / len(report) + 1e-9, (part, expected)
     assert "did not choose on" in " ".join(result.stdout.split())
+
+
+def test_the_golden_set_is_split_into_disjoint_halves_unless_small():
+    from edgecnn.pipeline.int8 import MIN_SPLIT, golden_parts
+
+    chooses, reports = golden_parts(120)
+    assert len(chooses) == len(reports) == 60 and not set(chooses) & set(reports)
+    chooses, reports = golden_parts(MIN_SPLIT - 1)
+    assert len(chooses) == MIN_SPLIT - 1 and len(reports) == 0
+
+
+@pytest.mark.parametrize("second,report,kept", [
+    ("passes", 0.99, "second choice"),      # held to the aim, it holds on the unseen part too: shipped
+    ("passes", 0.90, "first choice"),       # does worse there: the first stays (the warning says it misses)
+    ("slower", None, "no int8 artifact"),   # what holds runs slower than fp32: no int8, as for any slower mix
+    ("nothing", None, "first choice"),      # nothing passes the aim in the budget left: the first stays
+])
+def test_a_choice_that_misses_on_the_unseen_part_is_searched_again_at_the_aim(monkeypatch, tmp_path, second,
+                                                                             report, kept):
+    from dataclasses import dataclass
+    from types import SimpleNamespace
+
+    from edgecnn.errors import CheckFailedError
+    from edgecnn.pipeline import int8 as step
+    from edgecnn.quantize import AIM_AGREEMENT, Gate
+
+    first = SimpleNamespace(seconds=10.0, recipe={"label": "r"}, float_layers=[], artifact=tmp_path / "first")
+    searched = []
+
+    def search_int8(request, method, job, measure):
+        searched.append((request, job))
+        if second == "nothing":
+            raise CheckFailedError("nothing passes")
+        return SimpleNamespace(recipe={"label": "r"}, float_layers=[{"user_name": "x"}], status="fallback",
+                               artifact=None if second == "slower" else tmp_path / "second", note="slower note")
+
+    monkeypatch.setattr("edgecnn.quantize.search_int8", search_int8)
+    monkeypatch.setattr(step, "_request", lambda ctx, gate, chooses, budget: SimpleNamespace(gate=gate, budget=budget))
+    monkeypatch.setattr(step, "_report_part", lambda *a, **k: {"agreement": report, "passed": report and report > .97})
+    @dataclass
+    class Job:  # the search again gets its own scratch folder (dataclasses.replace of the job)
+        scratch: Path
+
+    ctx = SimpleNamespace(request=SimpleNamespace(search_budget=60.0), stage=lambda message: None)
+    first_report = {"agreement": 0.95, "passed": False}
+    decision, kept_report, record = step._search_again(
+        ctx, Gate(max_drop=1.0, min_agreement=0.97), first, first_report, method=None, job=Job(tmp_path),
+        parts=([0], [1]), measure=None)
+    assert record["kept"] == kept and record["gate"] == {"max_drop": 0.5, "min_agreement": AIM_AGREEMENT}
+    (request, used_job), = searched
+    assert request.budget == 50.0 and used_job.scratch == tmp_path / "again"  # the budget left; its own folder
+    assert (decision is first) is (kept == "first choice")
+    assert (decision.artifact is None) is (kept == "no int8 artifact")

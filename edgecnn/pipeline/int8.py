@@ -78,10 +78,10 @@ def _search(ctx: BuildContext, method, job):
         ctx.warnings.append(decision.note)
     record = decision.manifest_record(gate, request.search_budget)
     record["scored_with"] = method.scoring(job, decision.recipe)["arithmetic"]
+    if again is not None:
+        record["searched_again"] = again
     if report is not None:
         record.update(report_part=report, search_part={"samples": int(len(chooses)), "positions": "even"})
-        if again is not None:
-            record["searched_again"] = again
         if not report["passed"] and ctx.loaded.accuracy_meaningful:
             ctx.warnings.append(
                 f"int8 passed the gate on the part of the golden set the search chose on, but misses it on the part "
@@ -106,7 +106,8 @@ def _search_again(ctx: BuildContext, gate, first, first_report: dict, *, method,
     """The search once more, held to the aim (agreement >= AIM_AGREEMENT, half the drop) on its own part.
 
     Returns (decision, report part, record of the two searches); the first choice stays when the budget is
-    spent, nothing passes the stricter gate, or the second choice does no better on the report part.
+    spent, nothing passes the stricter gate, or the second choice does no better on the report part; when what
+    passes the stricter gate runs slower than fp32, no int8 artifact is kept (the rule for every slower mix).
     """
     from dataclasses import replace
 
@@ -131,7 +132,10 @@ def _search_again(ctx: BuildContext, gate, first, first_report: dict, *, method,
     report = _report_part(ctx, gate, second, method=method, job=job, reports=parts[1])
     record["second_choice"] = {"recipe": second.recipe.get("label"), "layers_in_float": second.float_layers,
                                "status": second.status, "report_part": report}
-    if report is None or report["agreement"] < first_report["agreement"]:
+    if second.artifact is None:  # what holds needs layers in float and runs slower than fp32: as for any such mix,
+        # no int8 artifact (the first choice is known to miss the gate on photos it did not choose on)
+        return second, None, {**record, "kept": "no int8 artifact", "reason": second.note}
+    if report["agreement"] < first_report["agreement"]:
         return first, first_report, {**record, "kept": "first choice", "reason": "the second choice did no better"}
     return second, report, {**record, "kept": "second choice"}
 
