@@ -1,0 +1,82 @@
+"""The accuracy-against-latency plot of `edgecnn compare`: one panel per device.
+
+Takes plain rows (dicts: name, precision, top1, p50_ms, size_mb, on_front, ranked), so it knows nothing of
+how they were measured. Marker area is proportional to the file size; the Pareto front is a step line
+through its points; the latency budget is a vertical dashed line. A row that was measured but not ranked
+(failed verify, or latency from an emulated CPU) is drawn hollow, so it is seen and not mistaken for a choice.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from edgecnn.report.plots import FAIL_COLOR, OTHER_COLOR, PRECISION_COLORS, _figure, png_data_uri
+
+MARKER_AREA_PER_MB = 60.0  # points² per MB: a 1 MB file is a readable dot, a 100 MB one a large disc
+MIN_MARKER_AREA = 12.0
+
+
+def tradeoff_png(panels: list[dict[str, Any]], *, max_latency_ms: Optional[float] = None) -> Optional[str]:
+    """panels: [{device, note, rows}] -> one PNG data: URI with a panel per device; None when nothing to draw."""
+    panels = [p for p in panels if any(_drawable(r) for r in p["rows"])]
+    if not panels:
+        return None
+    fig = _figure(10.0, 5.2 * len(panels), "the compare report's plot")
+    axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
+    for ax, panel in zip(axes, panels):
+        _draw_panel(ax, panel, max_latency_ms)
+    fig.tight_layout()
+    return png_data_uri(fig)
+
+
+def _drawable(row: dict) -> bool:
+    return row.get("top1") is not None and row.get("p50_ms") is not None
+
+
+def _area(row: dict) -> float:
+    return max(MIN_MARKER_AREA, MARKER_AREA_PER_MB * float(row.get("size_mb") or 0.0))
+
+
+def _draw_panel(ax, panel: dict, max_latency_ms: Optional[float]) -> None:
+    rows = [r for r in panel["rows"] if _drawable(r)]
+    for row in rows:
+        color = PRECISION_COLORS.get(row.get("precision") or "", OTHER_COLOR)
+        ranked = row.get("ranked", True)
+        ax.scatter([row["p50_ms"]], [row["top1"]], s=_area(row), alpha=0.55 if ranked else 1.0,
+                   facecolors=color if ranked else "none", edgecolors=color if ranked else FAIL_COLOR,
+                   linewidths=1.8 if row.get("on_front") else 0.8, zorder=3)
+        ax.annotate(row["name"], (row["p50_ms"], row["top1"]), xytext=(6, 4), textcoords="offset points",
+                    fontsize=7, fontweight="bold" if row.get("chosen") else "normal", zorder=4)
+    front = sorted((r for r in rows if r.get("on_front")), key=lambda r: r["p50_ms"])
+    if front:
+        ax.step([r["p50_ms"] for r in front], [r["top1"] for r in front], where="post", color="black",
+                linewidth=1.2, linestyle="-", zorder=2, label="Pareto front")
+    if max_latency_ms is not None:
+        ax.axvline(max_latency_ms, color=FAIL_COLOR, linestyle="--", linewidth=1.2, zorder=1,
+                   label=f"budget: p50 <= {max_latency_ms:g} ms")
+    latencies = [r["p50_ms"] for r in rows] + ([max_latency_ms] if max_latency_ms else [])
+    if latencies and min(latencies) > 0 and max(latencies) / min(latencies) > 30:
+        ax.set_xscale("log")
+    ax.set_xlabel("p50 latency per image, batch 1 (ms" + (", log scale)" if ax.get_xscale() == "log" else ")")
+                  + (" — EMULATED CPU, not the device's speed" if panel.get("note") else ""))
+    ax.set_ylabel("top-1 (%)")
+    ax.set_title(f"{panel['device']}: accuracy vs latency (marker area ∝ file size)", fontsize=10)
+    ax.grid(alpha=0.3, zorder=0)
+    ax.spines[["top", "right"]].set_visible(False)
+    _legend(ax, rows)
+
+
+def _legend(ax, rows: list[dict]) -> None:
+    from matplotlib.lines import Line2D
+
+    present = {r.get("precision") for r in rows}
+    handles = [Line2D([], [], marker="o", linestyle="", color=c, alpha=0.6, label=p)
+               for p, c in PRECISION_COLORS.items() if p in present]
+    if any(not r.get("ranked", True) for r in rows):
+        handles.append(Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor=FAIL_COLOR,
+                              label="not ranked (failed verify / emulated)"))
+    line_handles, _ = ax.get_legend_handles_labels()
+    ax.legend(handles=handles + line_handles, fontsize=8, loc="lower right")
+
+
+__all__ = ["tradeoff_png"]
