@@ -140,16 +140,12 @@ def measure_bundle(bundle: Any, model: Any, base: CandidateResult, precisions: l
         row = _apply_verify(row, verified[precision]) if precision in verified else replace(
             row, status=FAILED, reason=verify_problem or "verify did not report this artifact")
         found = [t for t in timed if t.get("precision") == precision]
-        rows[precision] = [_with_bench(row, t) for t in found] + [
+        rows[precision] = [_apply_bench(row, t) for t in found] + [
             replace(row, device=device if device != "*" else row.device, status=FAILED, reason=reason)
             for device, reason in device_failures.items()]
         if not rows[precision]:
             rows[precision] = [replace(row, status=FAILED, reason="bench did not time this artifact")]
     return rows
-
-
-def _with_bench(row: CandidateResult, timed: dict) -> CandidateResult:
-    return _apply_bench(row, timed)
 
 
 def _entry_mb(bundle: Any, precision: str) -> Optional[float]:

@@ -86,7 +86,8 @@ def answer_for_device(device: str, rows: list[CandidateResult], *, max_latency_m
 
 def ship_line(row: CandidateResult) -> str:
     """'ship mobilenet_v2 x86 int8: top-1 98.52 % (-0.37 pts), p50 1.29 ms, 2.74 MB on DEVICE'."""
-    drop = f" ({-row.drop:+.2f} pts vs fp32)" if row.drop is not None and row.precision != "fp32" else ""
+    # drop is points lost (positive); shown as the change, and never as "-0.00"
+    drop = f" ({(-row.drop or 0.0) + 0.0:+.2f} pts vs fp32)" if row.drop is not None and row.precision != "fp32" else ""
     return (f"ship {row.name}: top-1 {row.top1:.2f} %{drop}, p50 {format_ms(row.p50_ms)} ms, "
             f"{format_mb(row.size_mb)} MB on {row.device}")
 
