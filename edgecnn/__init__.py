@@ -93,7 +93,7 @@ class _Package(types.ModuleType):
 sys.modules[__name__].__class__ = _Package
 
 # Subpackages reachable as attributes after a bare `import edgecnn` (edgecnn.data.ImageFolder(...)).
-_SUBPACKAGES = ("api", "data", "errors", "remote")
+_SUBPACKAGES = ("api", "compare_models", "data", "errors", "remote")
 
 
 def __getattr__(name: str) -> Any:

@@ -66,8 +66,8 @@ def table_html(result: CompareResult) -> str:
                                                     -(r.top1 or 0.0), r.p50_ms or float("inf")))
     head = "".join(f'<th class="{"l" if i < 3 or i == len(COLUMNS) - 1 else ""}">{_e(c)}</th>'
                    for i, c in enumerate(COLUMNS))
-    return ('<table class="results"><thead><tr>' + head + "</tr></thead><tbody>"
-            + "".join(_row_html(row, result) for row in rows) + "</tbody></table>")
+    return ('<div style="overflow-x:auto"><table class="results"><thead><tr>' + head + "</tr></thead><tbody>"
+            + "".join(_row_html(row, result) for row in rows) + "</tbody></table></div>")
 
 
 def render(result: CompareResult) -> str:

@@ -42,7 +42,8 @@ def zoo_names(zoo: str) -> list[str]:
 
 def plan_sources(sources: list[str], zoo: Optional[str], out: Path, options: dict[str, Any]) -> list[SourcePlan]:
     """The SOURCEs given, then the --zoo models (each trained into OUT/models/NAME)."""
-    plans = [SourcePlan(label=str(source), source=str(source), options=dict(options)) for source in sources]
+    plans = [SourcePlan(label=source_label(str(source)), source=str(source), options=dict(options))
+             for source in sources]
     for name in zoo_names(zoo) if zoo else []:
         plans.append(SourcePlan(label=name, source=str(out / "models" / name / "model.pt"), zoo=True))
     if not plans:
@@ -52,6 +53,16 @@ def plan_sources(sources: list[str], zoo: Optional[str], out: Path, options: dic
     if len(set(labels)) != len(labels):
         raise BadInputError(f"a source is named twice: {', '.join(sorted({x for x in labels if labels.count(x) > 1}))}")
     return plans
+
+
+def source_label(source: str) -> str:
+    """A short name for a row: a file's stem (a checkpoint's folder name for model.pt), else the SOURCE as given."""
+    path = Path(source)
+    if not path.exists():
+        return source
+    if path.is_dir() or path.stem == "model":
+        return (path if path.is_dir() else path.parent).resolve().name
+    return path.stem
 
 
 def trained_checkpoint(plan: SourcePlan, data: Any, *, epochs: Optional[int],
@@ -100,5 +111,6 @@ def model_size(model: Any) -> tuple[Optional[int], Optional[int]]:
         return None, None
 
 
-__all__ = ["SourcePlan", "ZOO_FAMILIES", "fingerprint", "model_size", "plan_sources", "trained_checkpoint",
+__all__ = ["SourcePlan", "ZOO_FAMILIES", "fingerprint", "model_size", "plan_sources", "source_label",
+           "trained_checkpoint",
            "zoo_names"]

@@ -12,8 +12,8 @@ from typing import Any, Optional
 
 from edgecnn.report.plots import FAIL_COLOR, OTHER_COLOR, PRECISION_COLORS, _figure, png_data_uri
 
-MARKER_AREA_PER_MB = 60.0  # points² per MB: a 1 MB file is a readable dot, a 100 MB one a large disc
-MIN_MARKER_AREA = 12.0
+LARGEST_MARKER_AREA = 900.0  # points²: the largest file of a panel; the others in proportion to their size
+MIN_MARKER_AREA = 12.0  # a floor so a tiny file stays visible (the only departure from area ∝ size)
 
 
 def tradeoff_png(panels: list[dict[str, Any]], *, max_latency_ms: Optional[float] = None) -> Optional[str]:
@@ -33,20 +33,22 @@ def _drawable(row: dict) -> bool:
     return row.get("top1") is not None and row.get("p50_ms") is not None
 
 
-def _area(row: dict) -> float:
-    return max(MIN_MARKER_AREA, MARKER_AREA_PER_MB * float(row.get("size_mb") or 0.0))
+def _area(row: dict, largest_mb: float) -> float:
+    return max(MIN_MARKER_AREA, LARGEST_MARKER_AREA * float(row.get("size_mb") or 0.0) / largest_mb)
 
 
 def _draw_panel(ax, panel: dict, max_latency_ms: Optional[float]) -> None:
     rows = [r for r in panel["rows"] if _drawable(r)]
+    largest_mb = max(float(r.get("size_mb") or 0.0) for r in rows) or 1.0
     for row in rows:
         color = PRECISION_COLORS.get(row.get("precision") or "", OTHER_COLOR)
         ranked = row.get("ranked", True)
-        ax.scatter([row["p50_ms"]], [row["top1"]], s=_area(row), alpha=0.55 if ranked else 1.0,
+        ax.scatter([row["p50_ms"]], [row["top1"]], s=_area(row, largest_mb), alpha=0.55 if ranked else 1.0,
                    facecolors=color if ranked else "none", edgecolors=color if ranked else FAIL_COLOR,
                    linewidths=1.8 if row.get("on_front") else 0.8, zorder=3)
         ax.annotate(row["name"], (row["p50_ms"], row["top1"]), xytext=(6, 4), textcoords="offset points",
-                    fontsize=7, fontweight="bold" if row.get("chosen") else "normal", zorder=4)
+                    fontsize=7, fontweight="bold" if row.get("chosen") else "normal", zorder=4,
+                    annotation_clip=False)
     front = sorted((r for r in rows if r.get("on_front")), key=lambda r: r["p50_ms"])
     if front:
         ax.step([r["p50_ms"] for r in front], [r["top1"] for r in front], where="post", color="black",
@@ -60,7 +62,9 @@ def _draw_panel(ax, panel: dict, max_latency_ms: Optional[float]) -> None:
     ax.set_xlabel("p50 latency per image, batch 1 (ms" + (", log scale)" if ax.get_xscale() == "log" else ")")
                   + (" — EMULATED CPU, not the device's speed" if panel.get("note") else ""))
     ax.set_ylabel("top-1 (%)")
-    ax.set_title(f"{panel['device']}: accuracy vs latency (marker area ∝ file size)", fontsize=10)
+    ax.margins(x=0.12, y=0.08)  # room for the labels beside the right-most and top markers
+    ax.set_title(f"{panel['device']}: accuracy vs latency (marker area ∝ file size; largest "
+                 f"{largest_mb:.3g} MB; bold: the answer)", fontsize=10)
     ax.grid(alpha=0.3, zorder=0)
     ax.spines[["top", "right"]].set_visible(False)
     _legend(ax, rows)
