@@ -73,6 +73,8 @@ def print_result(result) -> None:
                           highlight=False, markup=False)
     console.print(results_table(result))
     console.print(result.method, style="dim", highlight=False, markup=False)
+    for line in result.environment():
+        console.print(f"Environment: {line}", style="dim", highlight=False, markup=False)
     if result.report_html:
         note(f"report: {result.report_html} ({result.measured_now} measured now, {result.reused} reused from --out)")
 

@@ -100,6 +100,7 @@ def render(result: CompareResult) -> str:
         "from an emulated CPU).</p>",
         "<h2>Every candidate</h2>", table_html(result),
         "<h2>Method</h2>", f"<p>{_e(result.method)}</p>",
+        "<ul>" + "".join(f"<li>{_e(line)}</li>" for line in result.environment()) + "</ul>",
         "<footer>Every number and every reason is in <code>compare.json</code> beside this page; rerun "
         "<code>edgecnn compare</code> with the same --out to continue or to re-answer with another budget.</footer>",
         "</main></body></html>",

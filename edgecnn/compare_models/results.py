@@ -109,10 +109,26 @@ class CompareResult:
     def anything_measured(self) -> bool:
         return any(row.top1 is not None or row.p50_ms is not None for row in self.candidates)
 
+    def environment(self) -> list[str]:
+        """One line per device: its CPU and (here) the load average while it was timed, from the rows measured."""
+        lines = []
+        for device in dict.fromkeys(row.device for row in self.candidates):
+            infos = [row.device_info for row in self.candidates if row.device == device and row.device_info]
+            if not infos:
+                continue
+            info = infos[0]
+            cores = f", {info['physical_cores']} physical cores" if info.get("physical_cores") else ""
+            loads = [load[0] for i in infos for load in (i.get("load_average") or []) if load]
+            load = f", load average {min(loads):.2f}-{max(loads):.2f} while timing" if loads else ""
+            machine = f" ({info['machine']})" if info.get("machine") else ""
+            lines.append(f"{device}: {info.get('cpu') or 'CPU unknown'}{machine}{cores}{load}"
+                         + (f"; emulated: {info['emulated']}" if info.get("emulated") else ""))
+        return lines
+
     def to_dict(self) -> dict[str, Any]:
         """What `edgecnn compare --json` writes: every number and every reason."""
         return {"schema": SCHEMA, "settings": self.settings, "method": self.method,
-                "answers": [answer.to_dict() for answer in self.answers],
+                "answers": [answer.to_dict() for answer in self.answers], "environment": self.environment(),
                 "candidates": [row.to_dict() for row in self.candidates],
                 "counts": {"candidates": len(self.candidates), "measured": len(self.measured),
                            "failed": len(self.failed), "measured_now": self.measured_now, "reused": self.reused},

@@ -64,8 +64,10 @@ def run_compare(settings: CompareSettings, *, progress: Optional[ProgressCallbac
                   f"{len(settings.precisions)} precision(s), in {settings.out}")
     for plan in plans:
         _compare_source(plan, run)
+    samples = sorted({row.samples for row in run.rows if row.samples})
+    counted = f" Verified on {', '.join(map(str, samples))} samples." if samples else ""
     result = CompareResult(
-        candidates=run.rows, method=method_text(settings),
+        candidates=run.rows, method=method_text(settings) + counted,
         answers=answers(run.rows, max_latency_ms=settings.max_latency_ms, max_size_mb=settings.max_size_mb),
         settings=settings.describe(), measured_now=run.measured_now, reused=run.reused,
         seconds=time.monotonic() - run.started)
@@ -168,8 +170,10 @@ def _fail_all(run: _Run, base: CandidateResult, precisions: list[str], reason: s
 
 def method_text(settings: CompareSettings) -> str:
     """How every number was measured, in words (printed under the table, in the report and --json)."""
+    from edgecnn.bench.settings import DEFAULT_MIN_ITERS
+
     runs = (f"{settings.iters} timed runs" if settings.iters
-            else f"timed runs for at least {settings.min_time_s:g} s (and 30 runs)")
+            else f"timed runs for at least {settings.min_time_s:g} s (and {DEFAULT_MIN_ITERS} runs)")
     threads = f"{settings.threads} threads" if settings.threads else "threads from each target's device profile"
     where = ("on each device by its own edgecnn bench" if settings.on_devices
              else f"on {HERE}, each artifact in its own process")
