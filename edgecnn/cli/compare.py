@@ -37,18 +37,30 @@ def compare(
     iters: Optional[int] = typer.Option(None, "--iters", help="Timed runs per artifact (instead of --min-time)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Verify on at most N samples of --data."),
     search_budget: float = typer.Option(600.0, "--search-budget", help="Seconds the INT8 fallback search may take per export."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="SOURCEs that are names (timm:, torchvision:): imagenet (default), random or a file."),
+    input_size: Optional[str] = typer.Option(None, "--input-size", help="Foreign SOURCEs: input side, one for all or one per SOURCE in order: 240,260."),
+    resize: Optional[str] = typer.Option(None, "--resize", help="Foreign SOURCEs: shorter side before the centre crop, one for all or one per SOURCE."),
+    mean: Optional[str] = typer.Option(None, "--mean", help="Foreign SOURCEs: per-channel mean a,b,c on pixels scaled to [0, 1]."),
+    std: Optional[str] = typer.Option(None, "--std", help="Foreign SOURCEs: per-channel std a,b,c on pixels scaled to [0, 1]."),
+    channels: Optional[int] = typer.Option(None, "--channels", help="Foreign SOURCEs: input channels, 1 or 3."),
+    classes: Optional[Path] = typer.Option(None, "--classes", help="Foreign SOURCEs: class list file (one class a line)."),
     remote: RemoteOptions = RemoteOptions(),
 ) -> None:
     """Which model should I ship: accuracy × latency × size of every SOURCE × target × precision, with the Pareto front."""
     from edgecnn.atomic import check_output_path
     from edgecnn.compare_models.run import compare as compare_api
 
+    from edgecnn.compare_models.sources import per_source_options
+
     check_output_path(json_path, option="--json")
+    stated = per_source_options(list(sources or []), weights=weights, input_size=input_size, resize=resize,
+                                mean=mean, std=std, channels=channels, classes=str(classes) if classes else None)
     result = compare_api(*(sources or []), targets=target, precisions=precision, data=data, zoo=zoo,
                          max_latency_ms=max_latency, max_size_mb=max_size, out=out, force=force, epochs=epochs,
                          calib_data=calib_data, data_root=str(data_root) if data_root else None, threads=threads,
                          warmup=warmup, min_time_s=min_time, iters=iters, verify_limit=limit,
                          search_budget_s=search_budget, remote=remote if remote.requested else None,
+                         source_options=stated,
                          progress=_progress_line)
     print_result(result)
     if json_path is not None:

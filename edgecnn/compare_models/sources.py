@@ -41,8 +41,13 @@ def zoo_names(zoo: str) -> list[str]:
 
 
 def plan_sources(sources: list[str], zoo: Optional[str], out: Path, options: dict[str, Any]) -> list[SourcePlan]:
-    """The SOURCEs given, then the --zoo models (each trained into OUT/models/NAME)."""
-    plans = [SourcePlan(label=source_label(str(source)), source=str(source), options=dict(options))
+    """The SOURCEs given, then the --zoo models (each trained into OUT/models/NAME). `options`: what edgecnn.load
+    takes, for every SOURCE, or {SOURCE: options} per SOURCE (per_source_options)."""
+    def options_of(source: str) -> dict[str, Any]:
+        own = options.get(source) if all(isinstance(v, dict) for v in options.values()) and options else options
+        return {key: value for key, value in dict(own or {}).items() if value is not None}
+
+    plans = [SourcePlan(label=source_label(str(source)), source=str(source), options=options_of(str(source)))
              for source in sources]
     for name in zoo_names(zoo) if zoo else []:
         plans.append(SourcePlan(label=name, source=str(out / "models" / name / "model.pt"), zoo=True))
@@ -53,6 +58,30 @@ def plan_sources(sources: list[str], zoo: Optional[str], out: Path, options: dic
     if len(set(labels)) != len(labels):
         raise BadInputError(f"a source is named twice: {', '.join(sorted({x for x in labels if labels.count(x) > 1}))}")
     return plans
+
+
+def per_source_options(sources: list[str], *, input_size: Optional[str] = None, resize: Optional[str] = None,
+                       **common: Any) -> dict[str, dict[str, Any]]:
+    """{SOURCE: edgecnn.load options}: --input-size and --resize give one value for all or one per SOURCE
+    (EfficientNet-Lite1 at 240 next to Lite2 at 260); the rest apply to every SOURCE."""
+    sizes, resizes = _per_source(input_size, sources, "--input-size"), _per_source(resize, sources, "--resize")
+    return {source: {**common, "input_size": size, "resize": side}
+            for source, size, side in zip(sources, sizes, resizes)}
+
+
+def _per_source(text: Optional[str], sources: list[str], option: str) -> list[Optional[int]]:
+    if text is None:
+        return [None] * len(sources)
+    try:
+        values = [int(part) for part in str(text).split(",") if part.strip()]
+    except ValueError:
+        raise BadInputError(f"{option} takes whole numbers separated by commas, got {text!r}") from None
+    if len(values) == 1:
+        return values * len(sources)
+    if len(values) != len(sources):
+        raise BadInputError(f"{option}: give one value for every SOURCE or one per SOURCE ({len(sources)}), "
+                            f"got {len(values)}")
+    return values
 
 
 def source_label(source: str) -> str:
@@ -111,6 +140,6 @@ def model_size(model: Any) -> tuple[Optional[int], Optional[int]]:
         return None, None
 
 
-__all__ = ["SourcePlan", "ZOO_FAMILIES", "fingerprint", "model_size", "plan_sources", "source_label",
+__all__ = ["SourcePlan", "ZOO_FAMILIES", "fingerprint", "model_size", "per_source_options", "plan_sources", "source_label",
            "trained_checkpoint",
            "zoo_names"]
