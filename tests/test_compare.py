@@ -194,3 +194,31 @@ def test_compare_two_tiny_zoo_models_end_to_end(tmp_path, cli):
     assert again.exit_code == 0, again.output
     counts = json.loads((out / "compare.json").read_text())["counts"]
     assert (counts["measured_now"], counts["reused"]) == (0, 4)
+
+
+def test_the_page_draws_each_device_and_lists_every_reason(tmp_path):
+    from edgecnn.compare_models.page import write_page
+    from edgecnn.compare_models.results import CompareResult
+
+    rows = [row("m", 95.0, 2.0, device="pi5", size=3.0), row("n", 97.0, 5.0, device="pi5", precision="int8"),
+            row("m", 96.0, 80.0, device="arm-qemu", emulated="qemu-user: aarch64 code emulated"),
+            CandidateResult(source="n", target="onnx", precision="int8", device="pi5", status=FAILED,
+                            reason="INT8 not kept (slower): no mix beat fp32")]
+    result = CompareResult(candidates=rows, answers=answers(rows, max_latency_ms=3), method="Latency: ...",
+                           settings={"targets": ["onnx"], "precisions": ["fp32", "int8"], "data": "digits",
+                                     "max_latency_ms": 3})
+    page = write_page(result, tmp_path / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 1 and "http" not in page.replace("http-equiv", "")
+    assert "INT8 not kept (slower): no mix beat fp32" in page and "(emulated)" in page
+    assert "ship m onnx fp32" in page
+
+
+def test_input_size_is_one_for_all_or_one_per_source():
+    from edgecnn.compare_models.sources import per_source_options
+    from edgecnn.errors import BadInputError
+
+    both = per_source_options(["a.py:lite1", "a.py:lite2"], input_size="240,260", mean="0.5,0.5,0.5")
+    assert both["a.py:lite2"] == {"mean": "0.5,0.5,0.5", "input_size": 260, "resize": None}
+    assert per_source_options(["x", "y"], input_size="224")["y"]["input_size"] == 224
+    with pytest.raises(BadInputError, match="one per SOURCE"):
+        per_source_options(["x", "y", "z"], input_size="224,240")
