@@ -86,8 +86,8 @@ def bench_rows(bundle: Any, settings: CompareSettings) -> tuple[list[dict], dict
     except Exception as exc:  # noqa: BLE001
         return [], {"*": f"bench failed: {reason_of(exc)}"}, ""
     if settings.on_devices:
-        failed = {run.device.name: f"device unreachable or failed: {run.error or 'no result'}"
-                  for run in result.runs if not run.ok}
+        failed = {run.device.name: "bench on the device failed (unreachable, or no runtime there): "
+                                   f"{run.error or 'no result'}" for run in result.runs if not run.ok}
         return result.rows, failed, "timed on each device by its own edgecnn bench"
     report = result.to_dict()
     env = report.get("environment") or {}
