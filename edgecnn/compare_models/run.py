@@ -57,13 +57,19 @@ class _Run:
 def run_compare(settings: CompareSettings, *, progress: Optional[ProgressCallback] = None,
                 write_report: bool = True) -> CompareResult:
     """Measure what is not measured yet, then answer; writes OUT/compare.json (and OUT/report.html)."""
+    from edgecnn.atomic import claim_output, release_claim
+
     reporter = Reporter(progress)
     plans = plan_sources(list(settings.sources), settings.zoo, settings.out, settings.source_options)
     run = _Run(settings, reporter, len(plans) * len(settings.targets) * len(settings.precisions))
     reporter.note(f"{run.total} candidates: {len(plans)} model(s) x {len(settings.targets)} target(s) x "
                   f"{len(settings.precisions)} precision(s), in {settings.out}")
-    for plan in plans:
-        _compare_source(plan, run)
+    claim = claim_output(settings.out)  # two compares in one --out would measure the same candidates twice
+    try:
+        for plan in plans:
+            _compare_source(plan, run)
+    finally:
+        release_claim(claim)
     samples = sorted({row.samples for row in run.rows if row.samples})
     counted = f" Verified on {', '.join(map(str, samples))} samples." if samples else ""
     result = CompareResult(
