@@ -222,3 +222,20 @@ def test_input_size_is_one_for_all_or_one_per_source():
     assert per_source_options(["x", "y"], input_size="224")["y"]["input_size"] == 224
     with pytest.raises(BadInputError, match="one per SOURCE"):
         per_source_options(["x", "y", "z"], input_size="224,240")
+
+
+def test_a_lasting_failure_is_finished_and_an_unreachable_device_is_tried_again(faked, tmp_path, monkeypatch):
+    from edgecnn.compare_models import measure, run
+
+    reasons = {"a": "verify failed: drop 1.2 (limit <= 1)", "b": "bench on the device failed (unreachable, ...)"}
+
+    def measure_bundle(bundle, model, base, precisions, settings):
+        faked["measure"] += 1
+        return {p: [measure.replace(base, precision=p, status=FAILED, reason=reasons[base.source])]
+                for p in precisions}
+
+    monkeypatch.setattr(run, "measure_bundle", measure_bundle)
+    _compare(tmp_path)
+    assert faked["measure"] == 4
+    again = _compare(tmp_path)
+    assert faked["measure"] == 6 and again.reused == 4  # only b's two bundles measured again

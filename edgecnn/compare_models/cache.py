@@ -21,6 +21,10 @@ from typing import Any, Optional
 from edgecnn.atomic import read_json, write_json_atomic
 from edgecnn.compare_models.results import CandidateResult
 
+# Failures that may not happen again (the device back, a crash, a checkpoint fixed): tried again on a rerun.
+RETRIED = ("bench", "training failed", "loading failed", "the model did not load", "verify could not run",
+           "verify did not report")
+
 
 def slug(text: str) -> str:
     """A file-name-safe form of a label; a short hash keeps two labels that clean to the same text apart."""
@@ -56,13 +60,14 @@ class CompareCache:
 
     def finished(self, label: str, target: str, precision: str,
                  key: dict[str, Any]) -> Optional[list[CandidateResult]]:
-        """The rows of a candidate measured with this key, when every one of them was measured; else None
-        (a failed candidate, e.g. an unreachable device, is tried again)."""
+        """The rows of a candidate finished with this key, else None. Finished: measured, or failed for a reason
+        that another try would repeat (export refused, INT8 not kept, verify failed); a failure that may pass
+        next time (a device unreachable, a bench that crashed, a model that did not load) is tried again."""
         record = _read(self._candidate_file(label, target, precision))
         if record is None or record.get("key") != key or not record.get("rows"):
             return None
         rows = [CandidateResult.from_dict(row) for row in record["rows"]]
-        return rows if all(row.measured for row in rows) else None
+        return None if any(row.reason.startswith(RETRIED) for row in rows) else rows
 
     def record_candidate(self, label: str, target: str, precision: str, key: dict[str, Any],
                          rows: list[CandidateResult]) -> None:

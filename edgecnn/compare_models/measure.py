@@ -72,7 +72,7 @@ def verify_rows(bundle: Any, model: Any, settings: CompareSettings) -> tuple[dic
         report = bundle.verify(data=settings.data, data_root=settings.data_root, reference=model,
                                limit=settings.verify_limit, threads=settings.threads)
     except Exception as exc:  # noqa: BLE001
-        return {}, f"verify failed: {reason_of(exc)}"
+        return {}, f"verify could not run: {reason_of(exc)}"
     return {artifact.precision: artifact for artifact in report.artifacts}, None
 
 

@@ -2,7 +2,8 @@
 
 The loop goes source by source, target by target, one bundle at a time; each candidate's rows are written
 to --out as soon as they exist, so an interrupted run continues where it stopped. A candidate already
-measured with the same key is not measured again (unless force); a failed one is tried again.
+finished with the same key is not measured again (unless force); one that failed for a reason that may pass
+next time (an unreachable device, a crashed bench) is tried again (edgecnn.compare_models.cache).
 """
 
 from __future__ import annotations
