@@ -16,8 +16,8 @@ from edgecnn.atomic import write_text_atomic
 from edgecnn.compare_models.results import CandidateResult, CompareResult
 from edgecnn.formatting import format_mb, format_ms, format_percent, format_points, format_share, human_count
 
-COLUMNS = ("candidate", "device", "result", "top-1", "drop", "agreement", "p50 ms", "p90 ms", "peak RSS MB",
-           "size MB", "params", "MACs", "reason / note")
+COLUMNS = ("candidate (runtime; why it failed)", "device", "result", "top-1", "drop", "agreement", "p50 ms",
+           "p90 ms", "peak RSS MB", "size MB", "params", "MACs")
 
 
 def _e(value: Any) -> str:
@@ -34,7 +34,8 @@ def plot_panels(result: CompareResult) -> list[dict[str, Any]]:
     for answer in result.answers:
         rows = [row for row in result.candidates if row.device == answer.device]
         panels.append({"device": answer.device, "note": answer.emulated, "rows": [{
-            "name": f"{row.source} {row.target} {row.precision}", "precision": row.precision, "top1": row.top1,
+            "name": f"{row.source} {row.target} {row.precision}", "source": row.source,
+            "precision": row.precision, "top1": row.top1,
             "p50_ms": row.p50_ms, "size_mb": row.size_mb, "ranked": row.rankable,
             "on_front": row.name in answer.front, "chosen": row.name == answer.choice} for row in rows]})
     return panels
@@ -47,16 +48,21 @@ def _row_html(row: CandidateResult, result: CompareResult) -> str:
     verdict = "ship" if chosen else ("front" if front else ("measured" if row.measured else "failed"))
     note = row.reason or (f"emulated: {row.emulated}" if row.emulated else "")
     cls = "best" if chosen else ("fail" if not row.measured else "")
-    cells = [f'<td class="l">{_e(row.name)}<span class="path">{_e(row.runtime or "")}'
-             f'{", " + str(row.threads) + " threads" if row.threads else ""}</span></td>',
+    # The reason sits under the name, wrapping: a column of its own squeezed the numbers off the page.
+    cells = [f'<td class="l" style="white-space:normal;max-width:420px">{_e(row.name)}<span class="path">'
+             f'{_e("; ".join(part for part in (_runtime_text(row), note) if part))}</span></td>',
              f'<td class="l">{_e(row.device)}</td>', f'<td class="l">{_e(verdict)}</td>',
              f"<td>{_e(format_percent(row.top1))}</td>", f"<td>{_e(format_points(row.drop))}</td>",
              f"<td>{_e(format_share(row.agreement))}</td>",
              f"<td>{_e(format_ms(row.p50_ms))}{' (emulated)' if row.emulated and row.p50_ms else ''}</td>",
              f"<td>{_e(format_ms(row.p90_ms))}</td>", f"<td>{_e(format_mb(row.peak_rss_mb))}</td>",
              f"<td>{_e(format_mb(row.size_mb))}</td>", f"<td>{_e(human_count(row.params))}</td>",
-             f"<td>{_e(human_count(row.macs))}</td>", f'<td class="l" style="white-space:normal">{_e(note)}</td>']
+             f"<td>{_e(human_count(row.macs))}</td>"]
     return f'<tr class="{cls}">' + "".join(cells) + "</tr>"
+
+
+def _runtime_text(row: CandidateResult) -> str:
+    return f"{row.runtime}, {row.threads} threads" if row.runtime and row.threads else (row.runtime or "")
 
 
 def table_html(result: CompareResult) -> str:
@@ -64,7 +70,7 @@ def table_html(result: CompareResult) -> str:
     order = {answer.device: i for i, answer in enumerate(result.answers)}
     rows = sorted(result.candidates, key=lambda r: (order.get(r.device, 99), not r.measured,
                                                     -(r.top1 or 0.0), r.p50_ms or float("inf")))
-    head = "".join(f'<th class="{"l" if i < 3 or i == len(COLUMNS) - 1 else ""}">{_e(c)}</th>'
+    head = "".join(f'<th class="{"l" if i < 3 else ""}">{_e(c)}</th>'
                    for i, c in enumerate(COLUMNS))
     return ('<div style="overflow-x:auto"><table class="results"><thead><tr>' + head + "</tr></thead><tbody>"
             + "".join(_row_html(row, result) for row in rows) + "</tbody></table></div>")

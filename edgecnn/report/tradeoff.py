@@ -1,6 +1,6 @@
 """The accuracy-against-latency plot of `edgecnn compare`: one panel per device.
 
-Takes plain rows (dicts: name, precision, top1, p50_ms, size_mb, on_front, ranked), so it knows nothing of
+Takes plain rows (dicts: name, source, precision, top1, p50_ms, size_mb, on_front, chosen, ranked), so it knows nothing of
 how they were measured. Marker area is proportional to the file size; the Pareto front is a step line
 through its points; the latency budget is a vertical dashed line. A row that was measured but not ranked
 (failed verify, or latency from an emulated CPU) is drawn hollow, so it is seen and not mistaken for a choice.
@@ -37,18 +37,27 @@ def _area(row: dict, largest_mb: float) -> float:
     return max(MIN_MARKER_AREA, LARGEST_MARKER_AREA * float(row.get("size_mb") or 0.0) / largest_mb)
 
 
+SOURCE_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p")
+
+
 def _draw_panel(ax, panel: dict, max_latency_ms: Optional[float]) -> None:
+    """Colour: precision; marker shape: the model (legend); area: file size. Only the front and the answer
+    are named beside their markers: with a dozen candidates, names on every marker overlap into noise."""
     rows = [r for r in panel["rows"] if _drawable(r)]
     largest_mb = max(float(r.get("size_mb") or 0.0) for r in rows) or 1.0
+    sources = list(dict.fromkeys(r.get("source") or r["name"] for r in rows))
     for row in rows:
         color = PRECISION_COLORS.get(row.get("precision") or "", OTHER_COLOR)
         ranked = row.get("ranked", True)
-        ax.scatter([row["p50_ms"]], [row["top1"]], s=_area(row, largest_mb), alpha=0.55 if ranked else 1.0,
-                   facecolors=color if ranked else "none", edgecolors=color if ranked else FAIL_COLOR,
-                   linewidths=1.8 if row.get("on_front") else 0.8, zorder=3)
-        ax.annotate(row["name"], (row["p50_ms"], row["top1"]), xytext=(6, 4), textcoords="offset points",
-                    fontsize=7, fontweight="bold" if row.get("chosen") else "normal", zorder=4,
-                    annotation_clip=False)
+        marker = SOURCE_MARKERS[sources.index(row.get("source") or row["name"]) % len(SOURCE_MARKERS)]
+        ax.scatter([row["p50_ms"]], [row["top1"]], s=_area(row, largest_mb), marker=marker,
+                   alpha=0.55 if ranked else 1.0, facecolors=color if ranked else "none",
+                   edgecolors="black" if row.get("on_front") else (color if ranked else FAIL_COLOR),
+                   linewidths=1.4 if row.get("on_front") or not ranked else 0.6, zorder=3)
+        if row.get("on_front") or row.get("chosen"):
+            ax.annotate(("ship: " if row.get("chosen") else "") + row["name"], (row["p50_ms"], row["top1"]),
+                        xytext=(8, -10 if row.get("chosen") else 6), textcoords="offset points", fontsize=7.5,
+                        fontweight="bold" if row.get("chosen") else "normal", zorder=4, annotation_clip=False)
     front = sorted((r for r in rows if r.get("on_front")), key=lambda r: r["p50_ms"])
     if front:
         ax.step([r["p50_ms"] for r in front], [r["top1"] for r in front], where="post", color="black",
@@ -64,23 +73,26 @@ def _draw_panel(ax, panel: dict, max_latency_ms: Optional[float]) -> None:
     ax.set_ylabel("top-1 (%)")
     ax.margins(x=0.12, y=0.08)  # room for the labels beside the right-most and top markers
     ax.set_title(f"{panel['device']}: accuracy vs latency (marker area ∝ file size; largest "
-                 f"{largest_mb:.3g} MB; bold: the answer)", fontsize=10)
+                 f"{largest_mb:.3g} MB; black edge: the front)", fontsize=10)
     ax.grid(alpha=0.3, zorder=0)
     ax.spines[["top", "right"]].set_visible(False)
-    _legend(ax, rows)
+    _legend(ax, rows, sources)
 
 
-def _legend(ax, rows: list[dict]) -> None:
+def _legend(ax, rows: list[dict], sources: list[str]) -> None:
     from matplotlib.lines import Line2D
 
     present = {r.get("precision") for r in rows}
     handles = [Line2D([], [], marker="o", linestyle="", color=c, alpha=0.6, label=p)
                for p, c in PRECISION_COLORS.items() if p in present]
+    handles += [Line2D([], [], marker=SOURCE_MARKERS[i % len(SOURCE_MARKERS)], linestyle="", color="#555555",
+                       label=source) for i, source in enumerate(sources)]
     if any(not r.get("ranked", True) for r in rows):
         handles.append(Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor=FAIL_COLOR,
                               label="not ranked (failed verify / emulated)"))
     line_handles, _ = ax.get_legend_handles_labels()
-    ax.legend(handles=handles + line_handles, fontsize=8, loc="lower right")
+    ax.legend(handles=handles + line_handles, fontsize=7.5, loc="center left", bbox_to_anchor=(1.01, 0.5),
+              frameon=False)
 
 
 __all__ = ["tradeoff_png"]
