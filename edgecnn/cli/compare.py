@@ -98,11 +98,11 @@ def results_table(result) -> Table:
                   caption="front: on the Pareto front; ship: the answer for its device; drop: points vs the "
                           "model's PyTorch fp32; p50/p90: ms at batch 1; RSS: peak MB; size: MB; MACs per image",
                   caption_justify="left")
-    table.add_column("candidate", overflow="fold", min_width=16)
+    table.add_column("candidate", overflow="fold", min_width=28)
     table.add_column("device", overflow="fold")
     for header in ("", "top-1", "drop", "p50", "p90", "RSS", "size", "params", "MACs"):
         table.add_column(header, justify="right", no_wrap=True)
-    table.add_column("reason", overflow="fold", max_width=48)
+    table.add_column("reason (all of it: report.html, --json)", overflow="fold", max_width=48)
     chosen = {(a.device, a.choice) for a in result.answers}
     front = {(a.device, name) for a in result.answers for name in a.front}
     for row in sorted(result.candidates, key=lambda r: (r.device, not r.measured, -(r.top1 or 0.0))):
@@ -111,8 +111,13 @@ def results_table(result) -> Table:
                       _num(row.drop, "{:+.2f}"), _num(row.p50_ms, "{:.3g}") + ("*" if row.emulated else ""),
                       _num(row.p90_ms, "{:.3g}"), _num(row.peak_rss_mb, "{:.0f}"), _num(row.size_mb, "{:.3g}"),
                       human_count(row.params) if row.params else "-", human_count(row.macs) if row.macs else "-",
-                      row.reason or ("* emulated CPU: not ranked" if row.emulated else ""))
+                      _short(row.reason) or ("* emulated CPU: not ranked" if row.emulated else ""))
     return table
+
+
+def _short(reason: str, limit: int = 90) -> str:
+    """A reason cut to a table cell; the whole of it is in report.html and --json."""
+    return reason if len(reason) <= limit else reason[:limit - 1].rstrip() + "…"
 
 
 def _num(value, fmt: str) -> str:
