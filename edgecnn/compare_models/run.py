@@ -49,7 +49,12 @@ class _Run:
         self.measured_now += not reused
         first = rows[0]
         elapsed = time.monotonic() - self.started
-        what = "reused" if reused else ("measured" if all(r.measured for r in rows) else f"failed: {first.reason}")
+        if reused or all(r.measured for r in rows):
+            what = "reused" if reused else "measured"
+        elif len(rows) == 1:
+            what = f"failed: {first.reason}"
+        else:  # per device: one may be measured while another is unreachable
+            what = "; ".join(f"{r.device}: {'measured' if r.measured else 'failed: ' + r.reason}" for r in rows)
         self.reporter.step(f"[{self.done}/{self.total} done, {self.total - self.done} left, "
                            f"{elapsed // 60:.0f}:{elapsed % 60:02.0f} elapsed] {first.name}: {what}",
                            self.done, self.total)
