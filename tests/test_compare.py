@@ -239,3 +239,11 @@ def test_a_lasting_failure_is_finished_and_an_unreachable_device_is_tried_again(
     assert faked["measure"] == 4
     again = _compare(tmp_path)
     assert faked["measure"] == 6 and again.reused == 4  # only b's two bundles measured again
+
+
+@pytest.mark.parametrize("option, value", [("--max-latency", "nan"), ("--max-size", "-1"), ("--min-time", "inf"),
+                                           ("--search-budget", "0"), ("--iters", "0"), ("--precision", "int4")])
+def test_a_bad_number_is_refused_before_any_work(cli, tmp_path, option, value):
+    out = tmp_path / "out"
+    result = cli("compare", "lenet5", "--target", "onnx", "--data", "digits", "--out", str(out), option, value)
+    assert result.exit_code == 2 and option in result.output and not out.exists(), result.output

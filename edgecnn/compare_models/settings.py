@@ -47,12 +47,25 @@ class CompareSettings:
         if unknown or not self.precisions:
             raise BadInputError(f"--precision takes {', '.join(PRECISIONS)} separated by commas, got "
                                 f"{','.join(self.precisions) or 'nothing'}")
-        for value, option in ((self.max_latency_ms, "--max-latency"), (self.max_size_mb, "--max-size")):
-            if value is not None and not value > 0:
-                raise BadInputError(f"{option} must be a positive number, got {value}")
+        self._check_numbers()
         if self.data is None:
             raise BadInputError("--data: the labelled data every candidate is verified on (e.g. digits, "
                                 "imagefolder:DIR)")
+
+    def _check_numbers(self) -> None:
+        """Every number refused by name before any training or export (not after an hour, per candidate)."""
+        from edgecnn import validate
+
+        for value, option in ((self.max_latency_ms, "--max-latency"), (self.max_size_mb, "--max-size")):
+            if value is not None:
+                validate.number(value, option, above=0)
+        validate.seconds(self.min_time_s, "--min-time")
+        validate.seconds(self.search_budget_s, "--search-budget")
+        validate.integer(self.warmup, "--warmup", minimum=0)
+        for value, option in ((self.iters, "--iters"), (self.threads, "--threads"), (self.epochs, "--epochs"),
+                              (self.verify_limit, "--limit")):
+            if value is not None:
+                validate.integer(value, option, minimum=1)
 
     @property
     def on_devices(self) -> bool:
