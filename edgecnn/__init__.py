@@ -6,6 +6,7 @@ The Python API (edgecnn.api), at the top level:
     export(model, target=..., precision=..., calib_data=..., out=...) -> Bundle
     Bundle.open(path).bench() / .verify() / .tune() / .explain() / .build()   (on=[...] | fleet=...)
     data: edgecnn.data.ImageFolder(DIR), edgecnn.data.Images(array), ...
+    which model to ship: edgecnn.compare_models.compare(*SOURCES, targets=..., data=...) -> CompareResult
     errors: EdgecnnError, BadInputError (exit 2), CheckFailedError (exit 1)
 
 `import edgecnn` imports neither torch nor any runtime: each name is imported on first use, so a
@@ -93,7 +94,7 @@ class _Package(types.ModuleType):
 sys.modules[__name__].__class__ = _Package
 
 # Subpackages reachable as attributes after a bare `import edgecnn` (edgecnn.data.ImageFolder(...)).
-_SUBPACKAGES = ("api", "data", "errors", "remote")
+_SUBPACKAGES = ("api", "compare_models", "data", "errors", "remote")
 
 
 def __getattr__(name: str) -> Any:

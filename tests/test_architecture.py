@@ -71,6 +71,7 @@ LAYERS = [
     {"edgecnn.verify", "edgecnn.samples", "edgecnn.explain", "edgecnn.tune"},
     {"edgecnn.pipeline", "edgecnn.remote", "edgecnn.report"},
     {"edgecnn.quickstart", "edgecnn.api"},
+    {"edgecnn.compare_models"},  # built on the Python API
     {"edgecnn.cli", "edgecnn.__main__"},
 ]
 

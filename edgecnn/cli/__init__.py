@@ -29,6 +29,7 @@ from edgecnn.cli import verify as _verify  # noqa: E402,F401
 from edgecnn.cli import quickstart as _quickstart  # noqa: E402,F401
 from edgecnn.cli import report as _report  # noqa: E402,F401
 from edgecnn.cli import tune as _tune  # noqa: E402,F401
+from edgecnn.cli import compare as _compare  # noqa: E402,F401
 
 
 def main() -> None:
