@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CI devices for the `--on`/`--fleet` tests: a real sshd on 127.0.0.1 and two devices behind it.
 #
-#   x86-device  127.0.0.1:22022  a venv with only edgecnn[onnxruntime,litert] (no torch)
+#   x86-device  127.0.0.1:22022  a venv with only edgecnn[onnxruntime,litert,openvino-runtime] (no torch)
 #   arm-device  127.0.0.1:22023  a Debian bookworm arm64 root run under qemu-user (trixie's static
 #                                qemu-aarch64 10.x through binfmt_misc), its own aarch64 Python and a
 #                                venv with only edgecnn[litert]; `uname -m` over ssh says aarch64
@@ -57,10 +57,13 @@ WHEEL="$(ls "$STATE"/wheel/edgecnn-*.whl)"
 # --- the x86 device: a venv without torch (built in the background while the ARM device is set up) ---
 setup_x86() {
   if [ ! -x "$X86_VENV/bin/edgecnn" ]; then
-    log "x86 device venv: edgecnn[onnxruntime,litert]"
+    log "x86 device venv: edgecnn[onnxruntime,litert,openvino-runtime]"
     rm -rf "$X86_VENV"
     "$PY" -m venv "$X86_VENV"
-    "$X86_VENV/bin/pip" install -q "$WHEEL[onnxruntime,litert]" || { rm -rf "$X86_VENV"; exit 1; }
+    "$X86_VENV/bin/pip" install -q "$WHEEL[onnxruntime,litert,openvino-runtime]" || { rm -rf "$X86_VENV"; exit 1; }
+  elif ! "$X86_VENV/bin/python" -c 'import openvino' 2>/dev/null; then  # a cache from before the x86 target ran there
+    log "x86 device venv: adding OpenVINO"
+    "$X86_VENV/bin/pip" install -q "$WHEEL[openvino-runtime]" || { rm -rf "$X86_VENV"; exit 1; }
   fi
   "$X86_VENV/bin/pip" install -q --no-deps --force-reinstall "$WHEEL"
   if "$X86_VENV/bin/python" -c 'import torch' 2>/dev/null; then

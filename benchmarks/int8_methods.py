@@ -80,6 +80,19 @@ def torch_model(name: str):
     return getattr(efficientnet_lite, name)().eval()
 
 
+def load_parts(name: str, size: int, out: Path) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray]]:
+    """(preprocessed images per part, every photo's label, photo indices per part), cached as .npy in `out`."""
+    paths, labels = photo_paths()
+    parts = split_indices(len(paths))
+    data = {}
+    for part, idx in parts.items():
+        cached = out / f"{name}-{part}.npy"
+        if not cached.exists():
+            np.save(cached, preprocess([paths[i] for i in idx], size))
+        data[part] = np.load(cached)
+    return data, labels, parts
+
+
 def export_fp32(name: str, size: int, out: Path, sample: np.ndarray) -> Path:
     from edgecnn.export.onnx import export_onnx
 
@@ -500,17 +513,10 @@ def score(ref: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> dict:
 
 
 def run_model(name: str, size: int, out: Path, args, results: dict, save) -> None:
-    from edgecnn.backends.onnxruntime.build import _float_logits
+    from edgecnn.backends.onnxruntime.int8 import float_logits as _float_logits
     from edgecnn.backends.onnxruntime.quantize import quantize_onnx_int8
 
-    paths, labels = photo_paths()
-    parts = split_indices(len(paths))
-    data = {}
-    for part, idx in parts.items():
-        cached = out / f"{name}-{part}.npy"
-        if not cached.exists():
-            np.save(cached, preprocess([paths[i] for i in idx], size))
-        data[part] = np.load(cached)
+    data, labels, parts = load_parts(name, size, out)
     calib = data["calib"]
     fp32 = export_fp32(name, size, out, calib)
     ref = {part: run_logits(fp32, data[part]) for part in ("search", "report")}

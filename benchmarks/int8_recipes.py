@@ -64,7 +64,7 @@ def onnx_recipes(fp32: Path, calib: np.ndarray, out: Path) -> dict:
     import nncf
     import onnx
 
-    from edgecnn.backends.onnxruntime.build import _float_logits
+    from edgecnn.backends.onnxruntime.int8 import float_logits as _float_logits
     from edgecnn.backends.onnxruntime.quantize import quantize_onnx_int8
 
     def ort(name, **options):

@@ -107,3 +107,40 @@ def test_side_by_side_decides_right_beside_busy_processes(tmp_path):
     decided.interleaved = slower
     assert decided.slower_than(100.0)  # the paired ratio decides, not a far-off fp32 number
     assert len(slower["load_average"]) == 2 and all(v is None or v >= 0 for v in slower["load_average"])
+
+
+def test_rounds_that_disagree_are_timed_longer(monkeypatch, tmp_path):
+    """A comparison whose rounds split both ways is not decided on the first ROUNDS: more are timed, up to
+    MAX_ROUNDS; one whose rounds agree stops at ROUNDS. The count is recorded."""
+    from edgecnn.bench import candidates
+
+    ran: list[str] = []
+
+    class Runner:
+        def __init__(self, name):
+            self.name = name
+
+        def run(self, batch):
+            ran.append(self.name)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr("edgecnn.inference.load_runner", lambda runtime, path, **kwargs: (Runner(path.name), 1))
+    sample = np.zeros((1, 3, 8, 8), dtype=np.float32)
+    # the candidate's time per round (fp32 always 2 ms): always faster, or faster and slower by turns
+    for candidate_ms, rounds in (((1.0,), candidates.ROUNDS), ((1.0, 1.0, 3.0, 3.0), candidates.MAX_ROUNDS)):
+        timed = []
+
+        def fake_time(invoke, **kwargs):
+            invoke()
+            timed.append(ran[-1])
+            ms = candidate_ms[(timed.count("c") - 1) % len(candidate_ms)] if ran[-1] == "c" else 2.0
+            return [int(ms * 1e6)]
+
+        monkeypatch.setattr(candidates, "time_invokes", fake_time)
+        result = candidates.RunnerMeasure((3, 8, 8)).side_by_side("onnxruntime", tmp_path / "c", tmp_path / "f",
+                                                                  sample)
+        assert result["rounds"] == rounds and timed.count("c") == timed.count("f") == rounds, (candidate_ms, result)
+        assert f"{rounds} rounds" in result["method"]
+    assert candidates._agreeing_share([0.5, 0.6, 1.2, 0.7]) == 0.75

@@ -101,7 +101,7 @@ def test_the_golden_set_is_split_into_disjoint_halves_unless_small():
 @pytest.mark.parametrize("second,report,kept", [
     ("passes", 0.99, "second choice"),      # held to the aim, it holds on the unseen part too: shipped
     ("passes", 0.90, "first choice"),       # does worse there: the first stays (the warning says it misses)
-    ("slower", None, "no int8 artifact"),   # what holds runs slower than fp32: no int8, as for any slower mix
+    ("slower", None, "first choice"),       # what holds buys no speed: no better choice, the first stays
     ("nothing", None, "first choice"),      # nothing passes the aim in the budget left: the first stays
 ])
 def test_a_choice_that_misses_on_the_unseen_part_is_searched_again_at_the_aim(monkeypatch, tmp_path, second,
@@ -139,4 +139,85 @@ def test_a_choice_that_misses_on_the_unseen_part_is_searched_again_at_the_aim(mo
     (request, used_job), = searched
     assert request.budget == 50.0 and used_job.scratch == tmp_path / "again"  # the budget left; its own folder
     assert (decision is first) is (kept == "first choice")
-    assert (decision.artifact is None) is (kept == "no int8 artifact")
+    assert decision.artifact is not None
+
+
+def _saturating_ir():
+    """u8 activations at 255 times s8 weights at +-127: adjacent pairs sum past int16 (vpmaddubsw saturates)."""
+    ov = pytest.importorskip("openvino")
+    import openvino.opset13 as ops
+
+    x = ops.parameter([1, 16, 4, 4], np.float32, name="x")
+    low, high = ops.constant(np.float32(0)), ops.constant(np.float32(2.55))
+    activations = ops.fake_quantize(x, low, high, low, high, 256)
+    weights = np.full((8, 16, 1, 1), 1.27, np.float32)
+    weights[1::2] *= -1
+    w_low, w_high = ops.constant(np.full((8, 1, 1, 1), -1.28, np.float32)), ops.constant(np.full((8, 1, 1, 1), 1.27,
+                                                                                                 np.float32))
+    quantized = ops.fake_quantize(ops.constant(weights), w_low, w_high, w_low, w_high, 256)
+    conv = ops.convolution(activations, quantized, [1, 1], [0, 0], [0, 0], [1, 1])
+    return ov.Model([conv], [x])
+
+
+def _exact(inputs: np.ndarray) -> np.ndarray:
+    """The conv above in exact integer arithmetic (what a VNNI CPU computes), scaled back to float."""
+    q_in = np.clip(np.round(np.clip(inputs, 0, 2.55) / 0.01), 0, 255).astype(np.int64)
+    q_w = np.where(np.arange(8)[:, None] % 2 == 1, -127, 127) * np.ones((8, 16), np.int64)
+    return np.einsum("nchw,oc->nohw", q_in, q_w).astype(np.float64) * 0.01 * 0.01
+
+
+def test_openvino_int8_ir_is_emulated_exactly_where_this_host_would_saturate(tmp_path):
+    import openvino as ov
+
+    from edgecnn.backends.openvino.runner import OpenVinoRunner
+
+    xml = tmp_path / "sat.xml"
+    ov.save_model(_saturating_ir(), str(xml), compress_to_fp16=False)
+    rng = np.random.default_rng(0)
+    inputs = np.concatenate([np.full((1, 16, 4, 4), 2.55, np.float32),
+                             rng.uniform(-1, 3, (1, 16, 4, 4)).astype(np.float32)])
+    outputs = {}
+    for mode in ("kernels", "emulate"):
+        runner = OpenVinoRunner().load(xml, threads=1, batch=1, precision="int8", fake_quantize=mode)
+        rows = []
+        for image in inputs:
+            runner.bind(image[None])
+            runner.invoke()
+            rows.append(runner.fetch())
+        outputs[mode] = np.concatenate(rows)
+        assert ("fake_quantize" in runner.applied) is (mode == "emulate")
+        runner.close()
+    exact = _exact(inputs)
+    np.testing.assert_allclose(outputs["emulate"], exact, rtol=1e-5, atol=1e-4)
+    if not _host_has_vnni():  # the kernels of an AVX2 host halve the all-255 sums (int16 saturation)
+        assert np.abs(outputs["kernels"][0] - exact[0]).max() > 10, (outputs["kernels"][0, :, 0, 0], exact[0, :, 0, 0])
+
+
+def test_openvino_scores_8_bit_weights_in_the_vnni_device_s_arithmetic(monkeypatch):
+    from edgecnn.backends.openvino.int8 import OpenVinoInt8
+
+    for exact in (True, False):
+        monkeypatch.setattr("edgecnn.host.int8_accumulates_exactly", lambda exact=exact: exact)
+        seven = OpenVinoInt8().scoring(None, {"reduce_range": True})
+        eight = OpenVinoInt8().scoring(None, {"reduce_range": False})
+        assert seven["options"] == {} and not seven.get("emulate_without_vnni")
+        assert eight["emulate_without_vnni"] is True
+        assert (eight["options"] == {"fake_quantize": "emulate"}) is (not exact), eight
+        assert ("emulation" in eight["arithmetic"]) is (not exact)
+
+
+def test_verify_checks_a_bundle_in_the_arithmetic_its_manifest_records(monkeypatch):
+    from types import SimpleNamespace
+
+    from edgecnn.verify import run
+
+    monkeypatch.setattr("edgecnn.host.int8_accumulates_exactly", lambda: False)
+    bundle = SimpleNamespace(artifact_path=lambda entry: Path("/nonexistent") / entry.path)
+    for extra, expected in (({"emulate_without_vnni": True, "emulation_options": {"fake_quantize": "emulate"}},
+                             {"fake_quantize": "emulate"}),
+                            ({"emulate_without_vnni": True}, {"graph_optimization": "disable"}),  # older bundles
+                            ({}, {})):
+        entry = SimpleNamespace(input={}, precision="int8", extra=extra, path="m", format="openvino",
+                                runtime="openvino")
+        options = run._bundle_target(bundle, entry, (3, 8, 8)).options
+        assert {k: options[k] for k in options if k in ("fake_quantize", "graph_optimization")} == expected

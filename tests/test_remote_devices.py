@@ -1,6 +1,6 @@
 """`--on`/`--fleet` over a real sshd on 127.0.0.1 to the CI devices that .ci/devices.sh sets up.
 
-    x86-device   a venv with only edgecnn[onnxruntime,litert] (no torch)
+    x86-device   a venv with only edgecnn[onnxruntime,litert,openvino-runtime] (no torch)
     arm-device   a Debian arm64 root under qemu-user with only edgecnn[litert]; `uname -m` says aarch64
 
 The tests find the setup through $EDGECNN_CI_DEVICES (default /tmp/edgecnn-ci-devices)/setup.json and
@@ -136,10 +136,12 @@ def test_identity_option_logs_in_with_that_key(tflite_bundle, tmp_path):
             config=str(config), check=0)
 
 
+@arm_device
+@pytest.mark.arm_emulated
 def test_a_device_without_the_runtime_is_refused_naming_the_extra(tmp_path):
     bundle = make_bundle(tmp_path / "ov", formats=("openvino",), target="x86")
-    done = edgecnn("bench", str(bundle), "--on", "x86-device", *FAST, check=1)
-    assert "x86-device (x86_64) has no OpenVINO: run pip install 'edgecnn[openvino-runtime]' there" in done.stderr
+    done = edgecnn("bench", str(bundle), "--on", "arm-device", *FAST, check=1)  # only edgecnn[litert] there
+    assert "arm-device (aarch64) has no OpenVINO: run pip install 'edgecnn[openvino-runtime]' there" in done.stderr
 
 
 def test_one_device_down_while_the_other_succeeds(tflite_bundle, tmp_path):

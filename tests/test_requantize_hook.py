@@ -99,3 +99,20 @@ def test_recipes_are_measured_until_one_passes_at_the_aim(tmp_path, agreements, 
     trials = _try_recipes(request, _RecipeMeasure(p50), Recipes(), SimpleNamespace(scratch=tmp_path),
                           budget=Budget(600.0), rule_p50=10.0)
     assert [t.score.agreement for t in trials] == list(agreements[:built])
+
+
+def test_recipes_that_tie_on_agreement_are_told_apart_by_their_logit_error(tmp_path):
+    """100 photos tie often (three x86 recipes of Lite2 at 98 %): the lower logit error wins the tie; passing
+    and beating fp32 still come first."""
+    from edgecnn.quantize.fallback import best_recipe
+
+    def trial(agreement, mse, p50=1.0):
+        score = Score(agreement=agreement, drop=0.0, top1=None, logit_mse=mse, passed=agreement >= 0.97)
+        return Trial(label=f"{agreement}/{mse}", float_layers=(), score=score, p50_ms=p50, seconds=0.0,
+                     artifact=tmp_path / "x.onnx")
+
+    first, finer, lower = trial(0.98, 0.020), trial(0.98, 0.012), trial(0.97, 0.001)
+    assert best_recipe([first, finer, lower], 10.0) is finer
+    assert best_recipe([trial(0.96, 0.001), trial(0.96, None)], 10.0).score.logit_mse == 0.001
+    slow = trial(0.99, 0.001, p50=20.0)
+    assert best_recipe([slow, first], 10.0) is first  # passing and faster than fp32 before anything else

@@ -40,3 +40,42 @@ def test_the_paired_ratio_decides(round_p50s, kept):
     confirm = result.confirm
     assert confirm["rounds"] == CONFIRM_ROUNDS and len(confirm["ratios"]) == CONFIRM_ROUNDS
     assert (confirm["ratio"] < 1) is (kept == "winner") and len(confirm["load_average"]) == 2
+
+
+@pytest.mark.parametrize("retimes,leads", [
+    # (leader again, challenger again). The challenger's sweep timing (1.0 ms) beat the leader's (2.0 ms,
+    # minutes earlier): side by side it holds (0.5 and 0.55 of the leader): it leads.
+    ((2.0, 1.1), True),
+    # The load fell between the leader's timing and the challenger's: side by side they are even (1.0 ms
+    # each, ratio 1.0 within the 3 % tie margin), so the leader, changing fewer knobs, stays.
+    ((1.0, 1.0), False),
+])
+def test_a_sweep_candidate_leads_only_when_faster_side_by_side(retimes, leads):
+    from edgecnn.tune.search import _challenge
+
+    leader = _candidate({"threads": 2}, 2.0, "default")
+    challenger = _candidate({"threads": 2, "execution_mode": "parallel"}, 1.0)
+    timings, calls = iter(retimes), []
+
+    def run(settings, role="sweep", gated=None):
+        calls.append((role, gated))
+        return _candidate(dict(settings), next(timings), role)
+
+    assert (_challenge(run, leader, challenger) is challenger) is leads
+    assert calls == [("pair-leader", leader), ("pair-challenger", challenger)]  # re-timed, gate verdicts kept
+    assert challenger.paired["leads"] is leads and len(challenger.paired["ratios"]) == 2
+    assert challenger.to_dict()["paired_with_leader"]["ratio"] == challenger.paired["ratio"]
+
+
+def test_a_sweep_candidate_slower_by_its_own_timing_is_not_re_timed():
+    from edgecnn.tune.search import _challenge
+
+    leader = _candidate({"threads": 2}, 1.0, "default")
+    slower = _candidate({"threads": 1}, 1.5)
+    failed = Candidate(settings={"threads": 1, "x": 1}, latency_ms={"p50": 0.1, "p90": 0.1, "p99": 0.1}, passed=False)
+
+    def run(*args, **kwargs):
+        raise AssertionError("no re-timing")
+
+    assert _challenge(run, leader, slower) is leader and _challenge(run, leader, failed) is leader
+    assert _challenge(run, None, slower) is slower  # no leader yet (the default failed its gate)

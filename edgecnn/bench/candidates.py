@@ -18,8 +18,14 @@ from edgecnn.host import load_average
 SCORE_BATCH = 32  # batch the candidates are scored at (a static-batch file runs its own)
 WARMUP_RUNS = 5
 TIMING_S = 1.0  # seconds of timed batch-1 runs per candidate (after the warm-up runs)
-ROUNDS = 8  # side by side: alternating rounds; each times both files for ROUND_S after 2 warm-up runs
-ROUND_S = 0.25
+# Side by side: alternating rounds, each timing both files for ROUND_S after 2 warm-up runs. Short rounds, many of
+# them: load on a shared machine changes over seconds, and a burst that lands on one file's half of a long round
+# skews that round's ratio. While the rounds disagree (fewer than 3 in 4 on the median's side of 1) more rounds
+# are timed, up to MAX_ROUNDS, so a noisy comparison is measured longer instead of decided early.
+ROUNDS = 16
+MAX_ROUNDS = 40
+ROUND_S = 0.12
+AGREEING_SHARE = 0.75
 
 
 class RunnerMeasure:
@@ -73,8 +79,8 @@ class RunnerMeasure:
                 runners[key] = load_runner(runtime, path, threads=None, batch=1, options=self._options(precision))[0]
             batch = np.ascontiguousarray(sample[:1], dtype=np.float32)
             rounds: list[dict[str, list[int]]] = []
-            for index in range(ROUNDS):
-                order = list(runners.items()) if index % 2 == 0 else list(reversed(runners.items()))
+            while len(rounds) < ROUNDS or (len(rounds) < MAX_ROUNDS and not _rounds_agree(rounds)):
+                order = list(runners.items()) if len(rounds) % 2 == 0 else list(reversed(runners.items()))
                 rounds.append({})
                 for key, runner in order:
                     for _ in range(2):
@@ -85,9 +91,27 @@ class RunnerMeasure:
             for runner in runners.values():
                 runner.close()
         result = {key: round(float(np.median([t for r in rounds for t in r[key]])) / 1e6, 3) for key in runners}
-        ratios = [np.median(r["p50_ms"]) / np.median(r["fp32_p50_ms"]) for r in rounds]
-        return {**result, "ratio": round(float(np.median(ratios)), 4),
-                "load_average": [load_before, load_average()],
-                "method": f"interleaved with fp32: {ROUNDS} rounds (order alternating) of >= {ROUND_S:g} s per file "
-                          "after 2 warm-up runs; p50 over all rounds, decided on the median of the rounds' ratios"}
+        ratios = _round_ratios(rounds)
+        return {**result, "ratio": round(float(np.median(ratios)), 4), "rounds": len(rounds),
+                "rounds_agreeing": round(_agreeing_share(ratios), 3), "load_average": [load_before, load_average()],
+                "method": f"interleaved with fp32: {len(rounds)} rounds (order alternating; {ROUNDS} or more until "
+                          f"{AGREEING_SHARE:.0%} of them agree on the side of 1, at most {MAX_ROUNDS}) of "
+                          f">= {ROUND_S:g} s per file after 2 warm-up runs; p50 over all rounds, decided on the median "
+                          "of the rounds' ratios"}
+
+
+def _round_ratios(rounds: list[dict[str, list[int]]]) -> list[float]:
+    """Each round's candidate p50 over its fp32 p50: the paired measurements a decision reads."""
+    return [float(np.median(r["p50_ms"]) / np.median(r["fp32_p50_ms"])) for r in rounds]
+
+
+def _agreeing_share(ratios: list[float]) -> float:
+    """The share of rounds on the same side of 1 as the median ratio (a tie counts with neither side)."""
+    median = float(np.median(ratios))
+    side = [r for r in ratios if (r > 1.0) == (median > 1.0) and r != 1.0]
+    return len(side) / len(ratios)
+
+
+def _rounds_agree(rounds: list[dict[str, list[int]]]) -> bool:
+    return _agreeing_share(_round_ratios(rounds)) >= AGREEING_SHARE
 

@@ -48,6 +48,7 @@ def int8_step(ctx: BuildContext) -> None:
     scoring = method.scoring(job, decision.recipe)
     if scoring.get("emulate_without_vnni"):  # verify on an AVX2 host checks it in the device's arithmetic
         extra["emulate_without_vnni"] = True
+        extra["emulation_options"] = dict(method.emulation_options)
     ctx.add(files, format=method.format, runtime=method.runtime, precision="int8", seconds=seconds,
             score_options=scoring["options"], **{**extra, "layers_in_float": len(decision.float_layers), "int8": record})
 
@@ -106,8 +107,8 @@ def _search_again(ctx: BuildContext, gate, first, first_report: dict, *, method,
     """The search once more, held to the aim (agreement >= AIM_AGREEMENT, half the drop) on its own part.
 
     Returns (decision, report part, record of the two searches); the first choice stays when the budget is
-    spent, nothing passes the stricter gate, or the second choice does no better on the report part; when what
-    passes the stricter gate runs slower than fp32, no int8 artifact is kept (the rule for every slower mix).
+    spent, nothing passes the stricter gate, what passes it buys no speed (slower than fp32, or less than 10 %
+    faster), or the second choice does no better on the report part.
     """
     from dataclasses import replace
 
@@ -132,9 +133,10 @@ def _search_again(ctx: BuildContext, gate, first, first_report: dict, *, method,
     report = _report_part(ctx, gate, second, method=method, job=job, reports=parts[1])
     record["second_choice"] = {"recipe": second.recipe.get("label"), "layers_in_float": second.float_layers,
                                "status": second.status, "report_part": report}
-    if second.artifact is None:  # what holds needs layers in float and runs slower than fp32: as for any such mix,
-        # no int8 artifact (the first choice is known to miss the gate on photos it did not choose on)
-        return second, None, {**record, "kept": "no int8 artifact", "reason": second.note}
+    if second.artifact is None:  # what holds needs layers in float and buys no speed: no better choice was found,
+        # as when nothing passes, so the first stays (its warning says it misses on photos it did not choose on).
+        # Dropping int8 here but not there made finding a slow mix cost the user the fast first choice.
+        return first, first_report, {**record, "kept": "first choice", "reason": second.note}
     if report["agreement"] < first_report["agreement"]:
         return first, first_report, {**record, "kept": "first choice", "reason": "the second choice did no better"}
     return second, report, {**record, "kept": "second choice"}

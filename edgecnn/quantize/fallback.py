@@ -21,7 +21,8 @@ from edgecnn.errors import CheckFailedError
 from edgecnn.quantize.gate import Gate, Score, score
 from edgecnn.quantize.method import Candidate, Int8Job, Int8Method, Measure, Recipe
 from edgecnn.quantize.search import (
-    AIM_AGREEMENT, Budget, Int8Status, Layer, SearchOutcome, Trial, rank_layers, search_fallback,
+    AIM_AGREEMENT, MIX_MIN_SPEEDUP, Budget, Int8Status, Layer, SearchOutcome, Trial, by_gain_per_ms, float_cap,
+    rank_layers, search_fallback,
 )
 from edgecnn.stages import Stage, quiet
 
@@ -29,6 +30,8 @@ DEFAULT_SEARCH_BUDGET_S = 600.0
 RANKING_SAMPLES = 64  # golden samples each single-layer sensitivity measurement runs
 TOP_LAYERS = 10  # layers the export report and the manifest's sensitivity table show
 PARITY_BATCH = 32  # batch the candidates are scored at
+COSTED_LAYERS = 6  # the most sensitive layers whose cost in float is timed (side by side with full int8)
+COST_FLOOR = 0.02  # a layer's cost counts as at least this share of full int8's p50 (timing noise)
 
 
 @dataclass
@@ -147,9 +150,7 @@ def search_int8(request: SearchRequest, method: Int8Method, job: Int8Job, measur
     # The fp32 latency the rule "never slower than fp32" compares with; None where this host cannot decide.
     rule = fp32_p50 if request.timing_decides else None
     recipe_trials = _try_recipes(request, meter, method, job, budget=budget, rule_p50=rule)
-    # Of the recipes tried, one that passes and beats fp32 first (a recipe is our choice as much as a mix is).
-    full = max(recipe_trials, key=lambda t: (t.score.passed and not t.slower_than(rule), t.score.passed,
-                                             t.score.agreement))
+    full = best_recipe(recipe_trials, rule)
     layers = method.layers(job, full.artifact)
     run = _Run(request, full, {layer.node: layer.user_name for layer in layers}, fp32_p50, budget)
     if full.score.passed:
@@ -168,6 +169,18 @@ def search_int8(request: SearchRequest, method: Int8Method, job: Int8Job, measur
     return _fall_back(run, meter, method, job, recipe_trials=recipe_trials, layers=layers)
 
 
+def best_recipe(trials: list[Trial], rule_p50: float | None) -> Trial:
+    """Of the recipes tried, one that passes and beats fp32 first (a recipe is our choice as much as a mix is),
+    then the higher agreement, then the lower logit error: on 100 photos agreements often tie (Lite2 for x86:
+    three recipes at 98 %), and the logit error is the finer measure of the same quantization."""
+    def key(trial: Trial):
+        mse = trial.score.logit_mse
+        return (trial.score.passed and not trial.slower_than(rule_p50), trial.score.passed, trial.score.agreement,
+                -mse if mse is not None else float("-inf"))
+
+    return max(trials, key=key)
+
+
 def _fall_back(run: _Run, meter: _Measure, method: Int8Method, job: Int8Job, *, recipe_trials: list[Trial],
                layers: list[Layer]) -> Int8Decision:
     """Rank the layers by sensitivity, then search the fewest to keep in float (then quantize again)."""
@@ -183,6 +196,8 @@ def _fall_back(run: _Run, meter: _Measure, method: Int8Method, job: Int8Job, *, 
         return meter.score(candidate.path, full.recipe, subset)
 
     ranking = rank_layers(layers, base, single, budget=budget, stage=request.stage)
+    if meter.timed and request.timing_decides:
+        ranking = _by_cost(meter, method, job, full, ranking=ranking, budget=budget)
     counter = iter(range(1, 10_000))
 
     def try_mix(nodes: tuple[str, ...]) -> Trial:
@@ -190,11 +205,34 @@ def _fall_back(run: _Run, meter: _Measure, method: Int8Method, job: Int8Job, *, 
         return meter.trial(f"{len(nodes)} layer(s) in float", candidate, nodes, full.recipe)
 
     outcome = _settled(meter, search_fallback(ranking, full, try_mix, budget=budget, fp32_p50_ms=rule,
-                                              stage=request.stage), rule)
+                                              stage=request.stage, max_layers=float_cap(len(layers))), rule)
     trace = recipe_trials + outcome.trace[1:]  # outcome.trace[0] is `full`, the best of recipe_trials
     if outcome.status == Int8Status.FALLBACK and method.requantizes:
         outcome = _requantized(meter, method, job, full, outcome, trace=trace, fp32_p50=rule)
     return _finish(run, outcome, trace, ranking)
+
+
+def _by_cost(meter: _Measure, method: Int8Method, job: Int8Job, full: Trial, *, ranking: list[Layer],
+             budget: Budget) -> list[Layer]:
+    """The top of the ranking reordered by gain per millisecond: each of the COSTED_LAYERS most sensitive
+    layers is kept alone in float and timed side by side with full int8 (alternating rounds, paired ratio, as
+    every speed decision), while a quarter of the budget is left."""
+    top = [layer for layer in ranking[:COSTED_LAYERS] if (layer.gain or 0.0) > 0.0]
+    if len(top) < 2:
+        return ranking
+    source, base_ms = Candidate(full.artifact, full.entry), None
+    for index, layer in enumerate(top):
+        if budget.left() < budget.seconds / 4:
+            break
+        meter.request.stage(f"INT8: timing {layer.user_name} in float side by side with full int8 "
+                            f"({index + 1}/{len(top)})")
+        candidate = method.keep_float(job, source, (layer.node,), _candidate_path(job, full.artifact, f"cost{index}"))
+        side = meter.measure.side_by_side(meter.runtime, candidate.path, full.artifact, meter.request.inputs[:1])
+        base_ms = side["fp32_p50_ms"]  # the second file timed: full int8 here
+        layer.cost_ms = (side["ratio"] - 1.0) * base_ms
+    if base_ms is None:
+        return ranking
+    return by_gain_per_ms(ranking, COST_FLOOR * base_ms)
 
 
 def _requantized(meter: _Measure, method: Int8Method, job: Int8Job, full: Trial, outcome: SearchOutcome, *,
@@ -216,7 +254,7 @@ def _requantized(meter: _Measure, method: Int8Method, job: Int8Job, full: Trial,
     trace.append(trial)
     if trial.score.passed:
         meter.settle(trial, fp32_p50)
-    if trial.score.passed and not trial.slower_than(fp32_p50):
+    if trial.score.passed and not trial.mix_too_slow(fp32_p50):
         return SearchOutcome(Int8Status.FALLBACK, trial, outcome.trace, trial)
     return outcome
 
@@ -227,7 +265,7 @@ def _settled(measure: _Measure, outcome: SearchOutcome, fp32_p50: float | None) 
     if candidate is None:
         return outcome
     measure.settle(candidate, fp32_p50)
-    if candidate.slower_than(fp32_p50):
+    if candidate.mix_too_slow(fp32_p50):
         return SearchOutcome(Int8Status.SLOWER, None, outcome.trace, candidate)
     return SearchOutcome(Int8Status.FALLBACK, candidate, outcome.trace, candidate)
 
@@ -274,14 +312,23 @@ def _finish(run: _Run, outcome: SearchOutcome, trace: list[Trial], ranking: list
         raise CheckFailedError(
             f"int8 misses the gate ({request.gate.words()}) and no mix of layers in float passed within the "
             f"{request.budget_s:g} s search budget: best agreement {best.score.agreement:.2%} with "
-            f"{len(best.float_layers)} layer(s) in float ({tried}), {outcome.layers_tried} layers tried; nothing "
-            "kept. Raise --search-budget, loosen --min-agreement/--max-drop, or export fp32")
+            f"{len(best.float_layers)} layer(s) in float ({tried}), {outcome.layers_tried} layers tried"
+            f"{_capped(outcome, len(ranking))}; nothing kept. Raise --search-budget, loosen "
+            "--min-agreement/--max-drop, or export fp32")
     if outcome.status == Int8Status.SLOWER:
         chosen = outcome.best
         note = (f"int8 with {len(chosen.float_layers)} layer(s) in float passes the gate but runs slower than fp32 "
-                f"on this host ({_versus(chosen, fp32_p50)}): no int8 artifact kept, use fp32")
+                f"or less than {MIX_MIN_SPEEDUP:.0%} faster on this host ({_versus(chosen, fp32_p50)}): no int8 "
+                "artifact kept, use fp32")
         return _decision(run, Int8Status.SLOWER, trace, ranking, chosen, note=note, artifact=None)
     return _decision(run, Int8Status.FALLBACK, trace, ranking, outcome.chosen)
+
+
+def _capped(outcome: SearchOutcome, layers: int) -> str:
+    cap = float_cap(layers)
+    if outcome.layers_tried < min(cap, layers):
+        return ""
+    return f" (at most {cap} of the {layers} quantized layers may stay float: more is an fp32 model, not int8)"
 
 
 def _decision(run: _Run, status: str, trace: list[Trial], layers: list[Layer], chosen: Trial, *, note: str = "",

@@ -77,6 +77,9 @@ class Int8Method:
     untimed_note = ""  # added to the decision's note when not timed
     no_fallback_reason = ""  # set where this runtime cannot keep layers in float
     requantizes = False  # True: `requantize` quantizes again with the chosen layers excluded
+    # The runner options that score a file in the device's exact int8 arithmetic where this host's kernels
+    # differ (recorded in the manifest, so verify on such a host checks the device's arithmetic too).
+    emulation_options: dict[str, Any] = {}
 
     def scoring(self, job: Int8Job, recipe: dict) -> dict[str, Any]:
         """How candidates of `recipe` are scored: {"options": runner options, "arithmetic": said in the record,

@@ -42,8 +42,9 @@ class Candidate:
     applied: dict[str, Any] = field(default_factory=dict)
     runtime_version: str | None = None
     seconds: float = 0.0
-    role: str = "sweep"  # sweep | confirm-default | confirm-tuned
+    role: str = "sweep"  # sweep | pair-leader | pair-challenger | confirm-default | confirm-tuned
     gated: bool = False  # False: slower than the best passing setting, so its accuracy was not checked
+    paired: dict[str, Any] | None = None  # a sweep candidate timed side by side with the leader: ratios, verdict
 
     @property
     def p50(self) -> float | None:
@@ -57,7 +58,8 @@ class Candidate:
                 "gate_precision": self.gate_precision, "latency_ms": self.latency_ms, "p50": self.p50,
                 "agreement": self.agreement, "max_abs_diff": self.max_abs_diff, "passed": self.passed,
                 "failed_checks": self.failed_checks, "error": self.error, "seconds": round(self.seconds, 2),
-                "role": self.role, "gated": self.gated, "applied": self.applied}
+                "role": self.role, "gated": self.gated, "applied": self.applied,
+                **({"paired_with_leader": self.paired} if self.paired else {})}
 
 
 def split_settings(settings: dict[str, Any]) -> tuple[int, dict[str, Any]]:

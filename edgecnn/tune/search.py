@@ -2,8 +2,11 @@
 
 Knobs come from the artifact's backend (`edgecnn/backends/<name>/tuning.py`): each axis is a list of
 partial settings, the runner's default first. From the runner's defaults, every axis in turn tries its values with the other knobs
-held at the fastest passing setting found so far (within 3 %, the one changing fewest knobs: timing
-noise must not pick knobs); a candidate that fails the gate is never chosen.
+held at the leader, the best passing setting so far; a candidate that fails the gate is never chosen. A
+candidate whose own timing beats the leader's does not take its place on that number (taken minutes apart,
+under another load): the leader is timed again right after it, then the candidate again, and it leads only
+when the median of those paired ratios says it is faster by more than 3 % (within 3 %, the one changing
+fewer knobs: timing noise must not pick knobs).
 At the end the default and the winner are timed again side by side -- CONFIRM_ROUNDS rounds, each timing
 both in fresh child processes, the order alternating -- and the winner is kept only when the median of the
 rounds' winner/default ratios says it is faster: on a busy machine one lucky measurement, or two taken
@@ -59,11 +62,13 @@ def plan(target: BenchTarget, *, default_threads: int, cores: int) -> tuple[dict
 
 
 CONFIRM_ROUNDS = 3  # side-by-side rounds of the final default-vs-winner re-timing
+CHALLENGE_RUNS = 2  # re-timings when a sweep candidate challenges the leader: the leader, then the candidate
 
 
 def planned_count(axes: list[list[dict]]) -> int:
-    """Candidates a full sweep evaluates at most: the default, each axis's other values, the re-timings."""
-    return 1 + sum(len(values) - 1 for values in axes) + 2 * CONFIRM_ROUNDS
+    """Candidates a full sweep evaluates at most: the default, each axis's other values (and their challenge
+    re-timings), the final re-timings."""
+    return 1 + (1 + CHALLENGE_RUNS) * sum(len(values) - 1 for values in axes) + 2 * CONFIRM_ROUNDS
 
 
 # Candidates within this fraction of the fastest p50 are a tie (timing noise on a shared machine): the
@@ -88,11 +93,12 @@ def search(target: BenchTarget, gate: Gate, settings: TuneSettings, *, deadline:
     module = backend_tuning(target.runtime)
     result = ArtifactTuning(target=target, note=getattr(module, "NOTE", None))
     total = planned_count(axes)
+    leader: list[Candidate | None] = [None]  # the best passing setting so far, as side-by-side timing says
 
     def run(settings_dict: dict[str, Any], role: str = "sweep", gated: Candidate | None = None) -> Candidate:
         timeout = max(30.0, deadline - time.monotonic() + 30.0)
         if gated is None:
-            best = fastest_passing(result.candidates)
+            best = leader[0]
             limit = None if best is None else best.p50 * (1 + TIE_MARGIN)  # slower ones cannot win: not gated
             candidate = evaluate(Candidate(settings=settings_dict, role=role), target, gate, settings,
                                  timeout_s=timeout, gate_below_ms=limit)
@@ -107,10 +113,11 @@ def search(target: BenchTarget, gate: Gate, settings: TuneSettings, *, deadline:
         spent = [c.seconds for c in result.candidates] or [0.0]
         return time.monotonic() + sum(spent) / len(spent) * count <= deadline
 
-    run(default_settings, "default")
+    first = run(default_settings, "default")
+    leader[0] = first if first.passed and first.p50 is not None else None
     seen = {result.candidates[0].key()}
     for values in axes:
-        base = (fastest_passing(result.candidates) or result.candidates[0]).settings
+        base = (leader[0] or result.candidates[0]).settings
         for index, value in enumerate(values):
             if index == 0 and not set(value) & set(base):
                 continue  # an axis lists the runner's default first: that is `base` itself, already timed
@@ -118,21 +125,51 @@ def search(target: BenchTarget, gate: Gate, settings: TuneSettings, *, deadline:
             key = Candidate(settings=settings_dict).key()
             if key in seen:
                 continue
-            if not affordable(1 + CONFIRM_ROUNDS):  # this candidate, and the re-timings (each about half a candidate)
+            # this candidate, its challenge and the final re-timings (each re-timing about half a candidate)
+            if not affordable(1 + CHALLENGE_RUNS + CONFIRM_ROUNDS):
                 result.stopped_by_budget = True
                 break
             seen.add(key)
-            run(settings_dict)
+            leader[0] = _challenge(run, leader[0], run(settings_dict))
         if result.stopped_by_budget:
             break
-    _choose(result, run, affordable)
+    _choose(result, run, affordable, best=leader[0])
     return result
 
 
-def _choose(result: ArtifactTuning, run, affordable) -> None:
-    """The fastest passing candidate, confirmed against the default side by side when time allows."""
+def _challenge(run, leader: Candidate | None, challenger: Candidate) -> Candidate | None:
+    """Who leads after `challenger` was timed: it, only when side by side with the leader it is faster.
+
+    A challenger slower than the leader by its own timing is not re-timed (the leader stays: a burst can
+    only cost a setting its chance, never choose one). One that looks faster is paired: the leader timed
+    again right after it, then the challenger again (the order alternates), and the median of the two
+    paired ratios decides, with the tie margin.
+    """
+    if not challenger.passed or challenger.p50 is None:
+        return leader
+    if leader is None:
+        return challenger
+    if challenger.p50 >= leader.p50 * (1 + TIE_MARGIN):
+        return leader
+    leader_again = run(leader.settings, "pair-leader", gated=leader)
+    challenger_again = run(challenger.settings, "pair-challenger", gated=challenger)
+    if leader_again.p50 is None or challenger_again.p50 is None:
+        return leader
+    ratios = [challenger.p50 / leader_again.p50, challenger_again.p50 / leader_again.p50]
+    ratio = sum(ratios) / len(ratios)  # the median of two
+    fewer_knobs = len(challenger.settings) < len(leader.settings)
+    wins = ratio < 1 - TIE_MARGIN or (ratio <= 1 + TIE_MARGIN and fewer_knobs)
+    challenger.paired = {"leader": leader.settings, "ratios": [round(r, 4) for r in ratios], "ratio": round(ratio, 4),
+                         "leads": wins, "load_average": load_average()}
+    return challenger if wins else leader
+
+
+def _choose(result: ArtifactTuning, run, affordable, *, best: Candidate | None | str = "fastest") -> None:
+    """The leader (default: the fastest passing candidate), confirmed against the default side by side when
+    time allows."""
     default = result.candidates[0]
-    best = fastest_passing(result.candidates)
+    if best == "fastest":
+        best = fastest_passing(result.candidates)
     if best is None:
         result.chosen = None  # not even the default passes: nothing is stored for this artifact
         result.default_p50 = default.p50

@@ -131,7 +131,8 @@ def _bundle_target(bundle, entry, input_shape) -> Target:
         from edgecnn.host import int8_accumulates_exactly
 
         if not int8_accumulates_exactly():  # this host's int8 kernels saturate: check the device's arithmetic
-            options["graph_optimization"] = "disable"
+            # bundles from before emulation_options was recorded are ONNX Q/DQ files
+            options.update((entry.extra or {}).get("emulation_options") or {"graph_optimization": "disable"})
     return Target(
         name=entry.path, path=bundle.artifact_path(entry), format=entry.format,
         runtime=resolve_runtime(entry.runtime), precision=entry.precision.lower(), options=options,

@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -167,6 +167,7 @@ def quantize_openvino_int8(
     ignored_nodes: tuple[str, ...] = (),
     advanced: dict | None = None,
     progress: Progress | None = None,
+    before_save: Callable[[Any], None] | None = None,
 ) -> OpenVinoInt8Result:
     """Quantize the ONNX or fp32 IR model at `model_path` to an INT8 IR at `xml_path` with NNCF.
 
@@ -174,7 +175,8 @@ def quantize_openvino_int8(
     of it. `preset="mixed"` uses asymmetric activations (better for non-ReLU activations).
     `reduce_range` stores 7-bit weights (for CPUs without VNNI); `ignored_nodes` (OpenVINO node names)
     stay in float (NNCF's ignored scope; a name the model lacks is an error). `advanced`: more
-    AdvancedQuantizationParameters fields (e.g. SmoothQuant alphas), for measuring recipes.
+    AdvancedQuantizationParameters fields (e.g. SmoothQuant alphas), for measuring recipes. `before_save`
+    may change the quantized openvino.Model in place before it is written (edgecnn.backends.openvino.pair_bound).
     """
     with _quiet_nncf():  # importing nncf probes torch's C++ extension setup and logs about CUDA
         nncf = require("nncf", _EXTRA, "OpenVINO INT8 quantization")
@@ -196,6 +198,8 @@ def quantize_openvino_int8(
         ignored_nodes=tuple(ignored_nodes),
         advanced=advanced,
     )
+    if before_save is not None:
+        before_save(quantized)
     # Weights are int8 already; keeping the rest fp32 keeps the quantization scales exact.
     xml, bin_ = save_ir(quantized, Path(xml_path), compress_to_fp16=False)
     ops_after = ov_op_counts(quantized)

@@ -35,7 +35,9 @@ class OpenVinoRunner(Runner):
     runtime = "openvino"
     extra = "openvino-runtime"
     # num_streams and cpu_pinning are what `edgecnn tune` sweeps besides threads and the precision hint.
-    options = frozenset({"inference_precision", "performance_hint", "device", "num_streams", "cpu_pinning"})
+    # fake_quantize="emulate" scores an INT8 IR in the device's arithmetic (edgecnn.backends.openvino.emulate).
+    options = frozenset({"inference_precision", "performance_hint", "device", "num_streams", "cpu_pinning",
+                         "fake_quantize"})
 
     def load(self, path, *, threads=None, batch=1, **options: Any) -> "OpenVinoRunner":
         options = self._start_load(path, threads, batch, options)
@@ -44,27 +46,7 @@ class OpenVinoRunner(Runner):
         self.version = ov.get_version()
         self.device = str(options.get("device", "CPU"))
 
-        precision = str(options.get("precision") or "fp32").lower()
-        wanted = options.get("inference_precision")
-        if wanted is None:
-            wanted = "f32" if precision in ("fp32", "int8") else "auto"
-        wanted = str(wanted).lower()
-        if wanted not in _PRECISIONS:
-            raise BadInputError(
-                f"inference_precision must be one of {', '.join(sorted(_PRECISIONS))}, got {wanted!r}"
-            )
-        hint = str(options.get("performance_hint", "LATENCY")).upper()
-        if hint not in ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT"):
-            raise BadInputError(f"performance_hint must be LATENCY or THROUGHPUT, got {hint!r}")
-
-        self.config: dict[str, str] = {
-            "INFERENCE_NUM_THREADS": str(self.threads),
-            "PERFORMANCE_HINT": hint,
-        }
-        if wanted != "auto":
-            self.config["INFERENCE_PRECISION_HINT"] = wanted
-        self.config.update(_stream_and_pinning(options))
-
+        self.config = _compile_config(self.threads, options)
         self.core = ov.Core()
         if self.path.suffix.lower() == ".xml" and not self.path.with_suffix(".bin").is_file():
             raise BadInputError(f"OpenVINO weights not found next to the IR: {self.path.with_suffix('.bin')}")
@@ -72,6 +54,7 @@ class OpenVinoRunner(Runner):
             self.model = self.core.read_model(str(self.path))
         except Exception as exc:  # OpenVINO raises RuntimeError with its own text
             raise BadInputError(f"OpenVINO cannot read {self.path}: {exc}") from exc
+        self.fake_quantize = _apply_fake_quantize(self.model, options)
         if len(self.model.inputs) != 1:
             raise BadInputError(
                 f"{self.path.name} has {len(self.model.inputs)} inputs; edgecnn expects one image input"
@@ -110,6 +93,8 @@ class OpenVinoRunner(Runner):
         self.compiled, self.request = self._compiled[batch]
         self.batch = batch
         self.applied = {"device": self.device, **self._reported(self.compiled)}
+        if self.fake_quantize == "emulate":  # said wherever the options applied are: not the int8 kernels
+            self.applied["fake_quantize"] = "emulated in float (the device's exact int8 arithmetic)"
 
     @staticmethod
     def _reported(compiled) -> dict[str, Any]:
@@ -147,6 +132,41 @@ class OpenVinoRunner(Runner):
         self.request = None
         self.compiled = None
 
+
+
+def _compile_config(threads: int, options: dict[str, Any]) -> dict[str, str]:
+    """The plugin's properties: threads, the performance hint and the inference precision (f32 for fp32 and
+    int8 IRs unless asked otherwise), plus the swept stream and pinning settings."""
+    precision = str(options.get("precision") or "fp32").lower()
+    wanted = options.get("inference_precision")
+    if wanted is None:
+        wanted = "f32" if precision in ("fp32", "int8") else "auto"
+    wanted = str(wanted).lower()
+    if wanted not in _PRECISIONS:
+        raise BadInputError(
+            f"inference_precision must be one of {', '.join(sorted(_PRECISIONS))}, got {wanted!r}"
+        )
+    hint = str(options.get("performance_hint", "LATENCY")).upper()
+    if hint not in ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT"):
+        raise BadInputError(f"performance_hint must be LATENCY or THROUGHPUT, got {hint!r}")
+    config = {"INFERENCE_NUM_THREADS": str(threads), "PERFORMANCE_HINT": hint}
+    if wanted != "auto":
+        config["INFERENCE_PRECISION_HINT"] = wanted
+    config.update(_stream_and_pinning(options))
+    return config
+
+
+def _apply_fake_quantize(model: Any, options: dict[str, Any]) -> str:
+    """"kernels" leaves FakeQuantize to the plugin's int8 kernels; "emulate" rewrites it as float ops so the
+    score is the device's arithmetic, not this host's (edgecnn.backends.openvino.emulate)."""
+    fake_quantize = str(options.get("fake_quantize", "kernels")).lower()
+    if fake_quantize not in ("kernels", "emulate"):
+        raise BadInputError(f"fake_quantize must be kernels or emulate, got {fake_quantize!r}")
+    if fake_quantize == "emulate":
+        from edgecnn.backends.openvino.emulate import emulate_fake_quantize
+
+        emulate_fake_quantize(model)
+    return fake_quantize
 
 def _stream_and_pinning(options: dict[str, Any]) -> dict[str, str]:
     """NUM_STREAMS and ENABLE_CPU_PINNING when asked for (the plugin decides otherwise)."""
