@@ -142,6 +142,36 @@ def test_a_choice_that_misses_on_the_unseen_part_is_searched_again_at_the_aim(mo
     assert decision.artifact is not None
 
 
+@pytest.mark.parametrize("whole_agreement,kept", [(0.975, True), (0.966, False)])
+def test_a_choice_that_misses_on_the_whole_golden_set_is_not_kept(monkeypatch, tmp_path, whole_agreement, kept):
+    """Verify checks the whole golden set: export does not ship a file that verify would fail (issue 22)."""
+    from types import SimpleNamespace
+
+    from edgecnn.pipeline import int8 as step
+    from edgecnn.quantize import Gate, Int8Status
+    from edgecnn.quantize.fallback import Int8Decision
+
+    scored = []
+
+    def report_part(ctx, gate, decision, *, method, job, reports):
+        scored.append(list(reports))
+        return {"samples": len(reports), "positions": "odd", "agreement": whole_agreement, "drop": 0.0,
+                "passed": whole_agreement >= gate.min_agreement}
+
+    monkeypatch.setattr(step, "_report_part", report_part)
+    first = Int8Decision(status=Int8Status.INT8, artifact=tmp_path / "int8.onnx", recipe={"label": "minmax"},
+                         float_layers=[{"user_name": "fc"}], trace=[], sensitivity=[], fp32_p50_ms=1.0,
+                         full_int8_p50_ms=0.7, seconds=1.0)
+    ctx = SimpleNamespace(reference=np.zeros((6, 10)))
+    decision, whole = step._held_on_the_whole(ctx, Gate(max_drop=1.0, min_agreement=0.97), first, method=None, job=None)
+    assert scored == [list(range(6))] and whole["positions"] == "all"  # scored on every golden sample
+    if kept:
+        assert decision is first
+    else:
+        assert decision.artifact is None and decision.status == Int8Status.MISSED
+        assert "whole set verify checks" in decision.note and "minmax, 1 layer in float" in decision.note
+
+
 def _saturating_ir():
     """u8 activations at 255 times s8 weights at +-127: adjacent pairs sum past int16 (vpmaddubsw saturates)."""
     ov = pytest.importorskip("openvino")

@@ -64,6 +64,8 @@ class Int8Status:
     FALLBACK = "fallback"  # a mix with layers in float passes the gate, runs >= 10 % faster than fp32: kept
     SLOWER = "slower"  # a mix passes but runs less than MIX_MIN_SPEEDUP faster than fp32: no int8 artifact kept
     UNCHECKED = "unchecked"  # full int8 misses the gate and the fallback is off: kept, verify fails it
+    MISSED = "missed"  # the choice passes where the search chose but misses the gate on the whole golden set
+    # (what verify checks): no int8 artifact kept, as verify would fail the file export shipped
     FAILED = "failed"  # no mix passes within the budget: the export exits 1 and keeps nothing
 
 
