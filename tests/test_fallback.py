@@ -338,6 +338,43 @@ def test_a_mix_must_buy_real_speed_and_keep_most_layers_int8():
     assert capped.status == "failed" and max(tried) == 10
 
 
+def test_slow_candidates_double_the_count_so_the_budget_finds_a_passing_mix():
+    """Lite2 arm: ~100 s per TFLite mix, 1..5 layers one by one spent 600 s and kept nothing (exit 1)."""
+    from edgecnn.quantize.gate import Score
+    from edgecnn.quantize.search import AFFORDABLE_TRIALS, Layer, Trial, search_fallback
+
+    class Clock:  # the budget as candidates of `cost` seconds each spend it
+        def __init__(self, seconds):
+            self.seconds = seconds
+
+        def left(self):
+            return self.seconds
+
+        def exhausted(self):
+            return self.seconds <= 0
+
+    def run(cost, budget_s):
+        clock, tried = Clock(budget_s), []
+
+        def try_mix(nodes):
+            clock.seconds -= cost
+            tried.append(len(nodes))
+            agreement = 0.99 if len(nodes) >= 7 else 0.9
+            score = Score(agreement=agreement, drop=0.0, top1=None, logit_mse=0.1, passed=agreement >= 0.97)
+            return Trial(label=str(len(nodes)), float_layers=tuple(nodes), score=score, p50_ms=1.0, seconds=cost)
+
+        ranking = [Layer(node=f"n{i}", op="Conv", user_name=f"m{i}") for i in range(30)]
+        full = try_mix(())
+        return search_fallback(ranking, full, try_mix, budget=clock, fp32_p50_ms=10.0, max_layers=15), tried
+
+    quick, tried = run(cost=1.0, budget_s=600)  # plenty of budget: one by one as before, then 8, then bisect
+    assert quick.status == "fallback" and tried[1:8] == [1, 2, 3, 4, 5, 6, 8] and len(quick.chosen.float_layers) == 7
+    slow, tried = run(cost=100.0, budget_s=600)  # 5 trials left after full int8: the count doubles
+    assert 600 < 100 * AFFORDABLE_TRIALS + 100
+    assert slow.status == "fallback" and tried[1:5] == [1, 2, 4, 8]
+    assert 7 <= len(slow.chosen.float_layers) <= 8  # bisected down in what was left
+
+
 @pytest.mark.parametrize("node,module", [("/features/3/conv/0/Conv", "features.3.conv.0"),
                                          ("/_blocks.5/_depthwise_conv/Conv_output_0", "_blocks.5._depthwise_conv"),
                                          ("/features/features.3/conv/conv.0/Conv", "features.3.conv.0"),

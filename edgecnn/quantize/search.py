@@ -180,6 +180,21 @@ def _counts(limit: int) -> list[int]:
     return counts
 
 
+# When the budget left pays for fewer than this many more candidates at the last one's cost, the count doubles
+# instead: TFLite builds each mix by a fresh litert-torch conversion (~100 s for EfficientNet-Lite2 on 2 cores),
+# and one layer at a time spent a 600 s budget on 1..5 layers in float and kept nothing (exit 1), where a
+# passing count further up would have been found and then bisected down in what was left.
+AFFORDABLE_TRIALS = 6
+
+
+def _next_count(k: int, limit: int, *, trial_s: float, left_s: float) -> int:
+    """The count after a failing `k`: the regular step, or twice `k` when the budget affords few more trials."""
+    regular = next((count for count in _counts(limit) if count > k), limit + 1)
+    if trial_s > 0 and left_s < trial_s * AFFORDABLE_TRIALS and k < limit:
+        return max(regular, min(limit, 2 * k))
+    return regular
+
+
 @dataclass
 class SearchOutcome:
     """Where the fallback search ended: Int8Status FALLBACK (a mix passes), SLOWER or FAILED."""
@@ -198,13 +213,11 @@ def search_fallback(ranking: list[Layer], full: Trial, try_mix: Callable[[tuple[
                     budget: Budget, fp32_p50_ms: float | None, stage: Stage | None = None,
                     max_layers: int | None = None) -> SearchOutcome:
     """Keep the top-k ranked layers in float for growing k until a candidate passes (then bisect down, then
-    drop the layers of that mix it passes without)."""
+    drop the layers of that mix it passes without); k doubles when the budget affords few more candidates."""
     nodes = tuple(layer.node for layer in ranking)[: max_layers or len(ranking)]
     trace, failed_at, passing = [full], 0, None
-    counts = _counts(len(nodes))
-    for k in counts:
-        if budget.exhausted():
-            break
+    k = 1 if nodes else len(nodes) + 1
+    while k <= len(nodes) and not budget.exhausted():
         trial = try_mix(nodes[:k])
         trace.append(trial)
         _report(stage, trace, budget, k, len(nodes))
@@ -212,6 +225,7 @@ def search_fallback(ranking: list[Layer], full: Trial, try_mix: Callable[[tuple[
             passing = trial
             break
         failed_at = k
+        k = _next_count(k, len(nodes), trial_s=trial.seconds, left_s=budget.left())
     while passing is not None and len(passing.float_layers) - failed_at > 1 and not budget.exhausted():
         k = (failed_at + len(passing.float_layers)) // 2
         trial = try_mix(nodes[:k])
