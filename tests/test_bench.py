@@ -250,3 +250,18 @@ def test_bench_without_torch_and_a_missing_runtime(bundle, tmp_path):
     result = run_cli("bench", str(lenet), "--runtime", "torch", *FAST, env=blocking_env(tmp_path, "torch"))
     assert result.returncode == 2
     assert "pip install 'edgecnn[torch]'" in _error_line(result)
+
+
+def test_a_bench_child_s_peak_memory_is_its_own_not_its_parent_s(bundle):
+    """Linux carries ru_maxrss over from the parent through fork and exec: a compare run holding torch and a
+    model (1.2 GB) saw every bench child report 1.2 GB. The child's own high-water mark must not include
+    the 600 MB this parent holds."""
+    from edgecnn.api.device_runs import bench
+
+    held = np.ones(600 * 1024 * 1024 // 8)  # 600 MiB, touched, resident in this process
+    result = bench(str(bundle), threads=1, warmup=1, iters=3)
+    rows = result.to_dict()["artifacts"]
+    assert held.sum() > 0 and rows
+    for row in rows:
+        assert 10 < row["peak_rss_mb"] < 400, (row["name"], row["peak_rss_mb"])
+        assert row["python_baseline_rss_mb"] < row["peak_rss_mb"]

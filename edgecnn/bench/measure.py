@@ -19,7 +19,19 @@ from edgecnn.errors import BadInputError
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB."""
+    """Peak resident memory of this process so far, in MiB.
+
+    On Linux, /proc/self/status VmHWM: the high-water mark of this process's own address space. Not
+    getrusage's ru_maxrss, which Linux carries over from the parent through fork and exec: a bench child
+    started by a parent holding 1 GB (torch, a compare run) reported that 1 GB as its own peak.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
