@@ -74,7 +74,8 @@ class BenchSettings:
             "isolation": "one child process per artifact and batch size",
             "load_ms": "Runner.load in a fresh process, importing the runtime's SDK included (a cold start)",
             "first_inference_ms": "the first runtime call after load, before warm-up",
-            "peak_rss_mb": "the child's peak resident memory (VmHWM of its own address space; ru_maxrss where there is no /proc), interpreter and numpy included; "
+            "peak_rss_mb": "the child's peak resident memory (VmHWM of its own address space; ru_maxrss where "
+                           "there is no /proc), interpreter and numpy included; "
                            "python_baseline_rss_mb is the part before loading",
         }
 
