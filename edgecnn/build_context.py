@@ -64,6 +64,7 @@ class ExportRequest:
     # INT8 held to verify's gate at export: when it misses, the most sensitive layers are kept in float
     # (edgecnn.quantize), within search_budget seconds. None: verify's int8 default.
     fallback: bool = True
+    distill: bool = True  # INT8: the distilled recipe may run when the plain recipes miss the aim
     search_budget: float = DEFAULT_SEARCH_BUDGET_S
     max_drop: float | None = None
     min_agreement: float | None = None

@@ -25,7 +25,7 @@ def export(model: Any, *, target: str, precision: Optional[str] = None, out: Opt
            golden_size: int = DEFAULT_SIZE, calib_method: str = "minmax",
            data_root: Optional[Union[str, Path]] = None, seed: int = 0, tflite_int8: str = "full-integer",
            fallback: bool = True, search_budget: float = 600.0, max_drop: Optional[float] = None,
-           min_agreement: Optional[float] = None, weights: Optional[str] = None,
+           distill: bool = True, min_agreement: Optional[float] = None, weights: Optional[str] = None,
            state_dict: Optional[Union[str, Path]] = None, input_size: Optional[int] = None,
            resize: Optional[int] = None, mean: Optional[Numbers] = None, std: Optional[Numbers] = None,
            channels: Optional[int] = None, classes: Optional[Union[str, Path]] = None,
@@ -35,7 +35,8 @@ def export(model: Any, *, target: str, precision: Optional[str] = None, out: Opt
     `model`: a SOURCE string (loaded as `edgecnn export SOURCE` loads it, with weights/state_dict and the
     stated preprocessing), a `Model` from `edgecnn.load`/`edgecnn.train`, or an `nn.Module` in memory
     (state input_size, mean and std). `calib_data`/`golden_data`: a SPEC string, an `edgecnn.data` spec,
-    or images in memory (a numpy array). Returns the bundle, its export report as `bundle.export_result`.
+    or images in memory (a numpy array). `distill=False` leaves out the INT8 recipe that fine-tunes the weights
+    on the calibration images (it runs only when the plain recipes miss the aim). Returns the bundle, its export report as `bundle.export_result`.
     """
     from edgecnn import validate
     from edgecnn.build_context import ExportRequest
@@ -61,6 +62,7 @@ def export(model: Any, *, target: str, precision: Optional[str] = None, out: Opt
         data_root=str(data_root) if data_root else None, golden_size=golden_size, input_size=stated.input_size,
         seed=seed, tflite_int8_scheme=tflite_int8, resize=stated.resize, mean=stated.mean, std=stated.std,
         channels=stated.channels, classes=str(stated.classes) if stated.classes else None, fallback=fallback,
+        distill=distill,
         search_budget=search_budget, max_drop=max_drop, min_agreement=min_agreement, loaded=loaded,
     )
     report = export_bundle(request, stage=Reporter(progress).stage)

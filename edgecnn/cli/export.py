@@ -63,6 +63,7 @@ def export_command(
     tflite_int8: str = typer.Option("full-integer", "--tflite-int8", help="TFLite int8 scheme: full-integer (int8 compute; needs ai-edge-litert for speed) or weight-only (int8 weights, float compute; fast on tflite-runtime 2.14 too)."),
     no_fallback: bool = typer.Option(False, "--no-fallback", help="INT8: keep the plain int8 result even when it misses the gate (no layers kept in float)."),
     search_budget: float = typer.Option(600.0, "--search-budget", help="INT8: seconds the recipe and fallback search may take (default 600)."),
+    no_distill: bool = typer.Option(False, "--no-distill", help="INT8: never fine-tune the weights onto the int8 grid (the distilled recipe runs only when the plain ones miss the aim; it takes up to half the search budget left)."),
     max_drop: Optional[float] = typer.Option(None, "--max-drop", help="INT8 gate: top-1 points int8 may lose (default: verify's, 1.0)."),
     min_agreement: Optional[float] = typer.Option(None, "--min-agreement", help="INT8 gate: fraction of golden samples whose top-1 must match the reference (default: verify's, 0.97)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the export report as JSON."),
@@ -81,7 +82,7 @@ def export_command(
             source, target=target, precision=precision, out=out, force=force, weights=weights, state_dict=state_dict,
             calib_data=calib_data, golden_data=golden_data, calib_size=calib_size, calib_method=calib_method,
             data_root=data_root, golden_size=golden_size, seed=seed, tflite_int8=tflite_int8,
-            fallback=not no_fallback, search_budget=search_budget, max_drop=max_drop, min_agreement=min_agreement,
+            fallback=not no_fallback, distill=not no_distill, search_budget=search_budget, max_drop=max_drop, min_agreement=min_agreement,
             input_size=input_size, resize=resize, mean=mean, std=std, channels=channels, classes=classes,
             progress=lambda event: stage(event.message))
     finally:

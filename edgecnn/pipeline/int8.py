@@ -32,7 +32,8 @@ def int8_step(ctx: BuildContext) -> None:
                   input_shape=tuple(ctx.preprocess.input_shape),
                   profile=ctx.profile, calib_method=ctx.request.calib_method,
                   options={"tflite_int8_scheme": ctx.request.tflite_int8_scheme},
-                  torch_model=lambda: ctx.torch_model, stage=ctx.stage, warnings=ctx.warnings)
+                  torch_model=lambda: ctx.torch_model, stage=ctx.stage, warnings=ctx.warnings,
+                  distillable=ctx.request.distill and getattr(ctx.loaded, "write_onnx", None) is None)
     if not method.applies(job):
         return
     (decision, record), seconds = timed(lambda: _search(ctx, method, job))

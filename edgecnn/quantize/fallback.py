@@ -19,6 +19,7 @@ import numpy as np
 
 from edgecnn.errors import CheckFailedError
 from edgecnn.quantize.gate import Gate, Score, score
+from edgecnn.quantize.distilled import RecipeUnavailable
 from edgecnn.quantize.method import Candidate, Int8Job, Int8Method, Measure, Recipe
 from edgecnn.quantize.search import (
     AIM_AGREEMENT, MIX_MIN_SPEEDUP, Budget, Int8Status, Layer, SearchOutcome, Trial, by_gain_per_ms, float_cap,
@@ -295,7 +296,13 @@ def _try_recipes(request: SearchRequest, meter: _Measure, method: Int8Method, jo
         request.stage(f"INT8 recipe {index + 1}/{len(recipes)}: {recipe.label}")
         folder = job.scratch / "int8-recipes" / f"r{index}"
         folder.mkdir(parents=True, exist_ok=True)
-        candidate = method.write(job, recipe, folder)
+        job.search_seconds_left = budget.left()
+        try:
+            candidate = method.write(job, recipe, folder)
+        except RecipeUnavailable as why:  # e.g. a model torch.fx cannot trace: said, and the search goes on
+            request.stage(f"INT8 recipe {recipe.label}: {why}")
+            job.warnings.append(f"int8 recipe '{recipe.label}' not tried: {why}")
+            continue
         trials.append(meter.trial(f"recipe: {recipe.label}", candidate, (), {"label": recipe.label, **recipe.settings}))
         last = trials[-1]
         meter.settle(last, rule_p50)

@@ -36,6 +36,10 @@ class Int8Job:
     torch_model: Callable[[], Any] | None = None
     stage: Stage = quiet
     warnings: list[str] = field(default_factory=list)  # said to the user with the export
+    # The fp32 artifact was exported from `torch_model` by export_onnx, so a copy with tuned weights exports to
+    # the same graph and node names (the distilled recipe needs that; an ONNX source's graph is its own).
+    distillable: bool = False
+    search_seconds_left: float | None = None  # set by the search before each recipe is written
 
 
 @dataclass(frozen=True)

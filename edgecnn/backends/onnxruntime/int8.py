@@ -13,7 +13,7 @@ from pathlib import Path
 from edgecnn.quantize import Candidate, Int8Job, Int8Method, Layer, Recipe
 
 _RECORDED = ("activation_type", "weight_type", "per_channel", "symmetric", "reduce_range", "method", "pair_bound",
-             "widened")
+             "widened", "distillation")
 
 
 class OnnxRuntimeInt8(Int8Method):
@@ -40,6 +40,8 @@ class OnnxRuntimeInt8(Int8Method):
         recipes = [Recipe(label=f"{method}, per-channel, {bits}-bit weights, float logits",
                           settings={"method": method, "per_channel": True, "reduce_range": reduce_range,
                                     "weight_bits": bits}) for method in methods]
+        if job.distillable:  # last: it costs training time, and runs only when the plain recipes miss the aim
+            recipes.append(distilled_recipe(job.calib_method, bits))
         if reduce_range:  # x86 without VNNI: 8-bit weights on the channels that cannot saturate (pair_bound.py)
             recipes.insert(0, Recipe(
                 label=f"{job.calib_method}, per-channel, 8-bit weights where int16 pairs cannot saturate, else 7-bit, "
@@ -47,6 +49,20 @@ class OnnxRuntimeInt8(Int8Method):
                 settings={"method": job.calib_method, "per_channel": True, "reduce_range": True, "weight_bits": "7/8",
                           "pair_bound": True}))
         return recipes
+
+    def source(self, job: Int8Job, settings: dict) -> Path:
+        """The fp32 ONNX a recipe quantizes: the artifact's, or for the distilled recipe its tuned weights on the
+        grid this runtime's quantizer derives (records the distillation in the recipe's settings)."""
+        if not settings.get("distilled"):
+            return job.fp32_path
+        from edgecnn.quantize.distill import Grid
+        from edgecnn.quantize.distilled import distilled_source
+
+        grid = Grid("symmetric" if settings.get("symmetric_activations") else "asymmetric",
+                    64 if settings["reduce_range"] else 127)  # ONNX Runtime's 7-bit weights are codes -64..64
+        path, record = distilled_source(job, grid)
+        settings["distillation"] = record
+        return path
 
     def scoring(self, job: Int8Job, recipe: dict) -> dict:
         """The device's arithmetic, whatever this host's: ONNX Runtime's int8 kernels where they compute exactly
@@ -75,8 +91,8 @@ class OnnxRuntimeInt8(Int8Method):
         settings = recipe.settings
         job.stage(f"quantizing to INT8 with ONNX Runtime ({settings['method']}, per-channel, "
                   f"{settings['weight_bits']}-bit weights)")
-        q = quantize_onnx_int8(job.fp32_path, folder / "model.int8.onnx", job.calibration, method=settings["method"],
-                               reduce_range=settings["reduce_range"])
+        q = quantize_onnx_int8(self.source(job, settings), folder / "model.int8.onnx", job.calibration,
+                               method=settings["method"], reduce_range=settings["reduce_range"])
         if settings.get("pair_bound"):
             settings["widened"] = _widen(job, q.path)
         # What the file is, recorded with the recipe (the trace and the calibration record read it).
@@ -101,7 +117,7 @@ class OnnxRuntimeInt8(Int8Method):
         from edgecnn.backends.onnxruntime.quantize import quantize_onnx_int8
 
         job.stage(f"quantizing again with ONNX Runtime, {len(nodes)} layer(s) excluded")
-        q = quantize_onnx_int8(job.fp32_path, out, job.calibration, method=recipe["method"],
+        q = quantize_onnx_int8(self.source(job, recipe), out, job.calibration, method=recipe["method"],
                                reduce_range=recipe["reduce_range"], nodes_to_exclude=nodes)
         if recipe.get("pair_bound"):
             _widen(job, q.path)
@@ -112,6 +128,13 @@ class OnnxRuntimeInt8(Int8Method):
         record = {key: recipe.get(key) for key in _RECORDED}
         record["weight_bits_note"] = job.profile.weight_bits_note
         return record
+
+
+def distilled_recipe(method: str, bits: int, *, prefix: str = "", **settings) -> Recipe:
+    """The weights first distilled onto the int8 grid on the calibration images (edgecnn.quantize.distill)."""
+    return Recipe(label=f"{prefix}{method}, per-channel, {bits}-bit weights distilled onto the int8 grid, float logits",
+                  settings={"method": method, "per_channel": True, "reduce_range": bits == 7, "weight_bits": bits,
+                            "distilled": True, **settings})
 
 
 def _widen(job: Int8Job, path: Path) -> dict:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgecnn.backends.onnxruntime.int8 import OnnxRuntimeInt8, emulated
+from edgecnn.backends.onnxruntime.int8 import OnnxRuntimeInt8, distilled_recipe, emulated
 from edgecnn.backends.tensorrt.bundle_parts import QDQ_SUFFIX, qdq_record
 from edgecnn.quantize import Candidate, Int8Job, Recipe
 
@@ -23,9 +23,11 @@ class TensorRTInt8(OnnxRuntimeInt8):
         # emulation (see scoring), so the host's CPU no longer pushes the choice to 7 bits on AVX2 hosts.
         # Percentile calibration next when minmax misses the gate, as for ONNX Runtime.
         methods = [job.calib_method] + (["percentile"] if job.calib_method == "minmax" else [])
+        distilled = [distilled_recipe(job.calib_method, 8, symmetric=True, symmetric_activations=True,
+                                      prefix="symmetric Q/DQ, ")] if job.distillable else []
         return [Recipe(label=f"symmetric Q/DQ, {method}, per-channel 8-bit weights",
                        settings={"method": method, "symmetric": True, "per_channel": True, "reduce_range": False})
-                for method in methods]
+                for method in methods] + distilled
 
     def scoring(self, job: Int8Job, recipe: dict) -> dict:
         """The exact emulation on a host whose int8 kernels saturate; a VNNI or ARM host's kernels are exact too."""
@@ -40,12 +42,12 @@ class TensorRTInt8(OnnxRuntimeInt8):
         bits = 7 if recipe.settings["reduce_range"] else 8
         job.stage(f"quantizing the TensorRT Q/DQ graph ({bits}-bit weights)")
         return self._quantize(job, folder / Path(self.artifact).name, reduce_range=recipe.settings["reduce_range"],
-                              method=recipe.settings["method"])
+                              method=recipe.settings["method"], source=self.source(job, recipe.settings))
 
     def requantize(self, job: Int8Job, recipe: dict, nodes: tuple[str, ...], out: Path) -> Candidate:
         job.stage(f"quantizing the TensorRT Q/DQ graph again, {len(nodes)} layer(s) excluded")
         return self._quantize(job, out, reduce_range=recipe["reduce_range"], method=recipe["method"],
-                              nodes_to_exclude=nodes)
+                              nodes_to_exclude=nodes, source=self.source(job, recipe))
 
     def calibration_record(self, job: Int8Job, recipe: dict, chosen: dict) -> None:
         return None
@@ -65,8 +67,8 @@ class TensorRTInt8(OnnxRuntimeInt8):
                                     f"{len(problems)} other layer(s) outside TensorRT's int8 fusions: {problems[0]}")
         return dict(chosen)
 
-    def _quantize(self, job: Int8Job, out: Path, **options) -> Candidate:
+    def _quantize(self, job: Int8Job, out: Path, *, source: Path, **options) -> Candidate:
         from edgecnn.backends.tensorrt.quantize import quantize_qdq_int8
 
-        quant = quantize_qdq_int8(job.fp32_path, out, job.calibration, **options)
+        quant = quantize_qdq_int8(source, out, job.calibration, **options)
         return Candidate(quant.path, {"quantization": qdq_record(quant, name=Path(self.artifact).name)})

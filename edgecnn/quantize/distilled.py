@@ -1,0 +1,47 @@
+"""The distilled recipe's source: the model's fp32 ONNX again, with weights tuned by `distill.distilled_copy`.
+
+A Q/DQ method (ONNX Runtime, TensorRT) quantizes this file instead of the fp32 artifact; it is the same graph
+with the same node names (the tuned copy keeps the model's modules, so `export_onnx` writes what it wrote for
+the artifact), which is what lets the search keep layers in float and quantize again by name as for any recipe.
+One distillation per grid and export, cached in the job's scratch folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edgecnn.quantize.distill import DistillUnavailable, Grid, distilled_copy
+from edgecnn.quantize.method import Int8Job
+
+# Share of the search budget left when the recipe is written that the distillation may take: the rest is for
+# scoring it and, if it still misses, the float-layer fallback.
+BUDGET_SHARE = 0.5
+
+
+class RecipeUnavailable(Exception):
+    """A recipe that cannot be written for this model here (said to the user; the search goes on without it)."""
+
+
+def distilled_source(job: Int8Job, grid: Grid) -> tuple[Path, dict]:
+    """(the tuned fp32 ONNX to quantize, the distillation record). Raises RecipeUnavailable with the reason."""
+    from edgecnn.export.onnx import export_onnx
+
+    if not job.distillable or job.torch_model is None:
+        raise RecipeUnavailable("the fp32 graph was not exported from a torch module here (an ONNX source), so a "
+                                "tuned copy would not export to the same graph")
+    folder = job.scratch / "int8-distilled"
+    path = folder / f"{grid.activations}-w{grid.weight_qmax}.fp32.onnx"
+    record_path = path.with_suffix(".json")
+    if path.is_file() and record_path.is_file():
+        return path, json.loads(record_path.read_text())
+    seconds = BUDGET_SHARE * (job.search_seconds_left if job.search_seconds_left is not None else 300.0)
+    job.stage(f"INT8: distilling the weights onto the int8 grid ({grid.words()}, up to {seconds:.0f} s)")
+    try:
+        tuned, record = distilled_copy(job.torch_model(), job.calibration, grid, seconds=seconds, stage=job.stage)
+    except DistillUnavailable as why:
+        raise RecipeUnavailable(f"distillation skipped: {why}") from why
+    folder.mkdir(parents=True, exist_ok=True)
+    export_onnx(tuned, tuple(job.input_shape), path, opset=job.profile.opset, sample=job.calibration[:2])
+    record_path.write_text(json.dumps(record))
+    return path, record
