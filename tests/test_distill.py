@@ -127,3 +127,67 @@ def test_a_model_that_does_not_trace_or_is_too_slow_is_refused_with_the_reason()
     ticks = iter(float(t) for t in range(0, 10_000, 5))  # every clock reading 5 s later: 5 s a step
     with pytest.raises(DistillUnavailable, match="fewer than 20 steps fit"):
         distilled_copy(_Net().eval(), _digits(16, 0), Grid(), seconds=40, clock=lambda: next(ticks))
+
+
+def test_a_recipe_that_cannot_be_written_is_said_and_the_search_goes_on(tmp_path):
+    from types import SimpleNamespace
+
+    from edgecnn.quantize import Candidate, Int8Method, Recipe
+    from edgecnn.quantize.distilled import RecipeUnavailable
+    from edgecnn.quantize.fallback import Budget, _try_recipes
+    from test_requantize_hook import _RecipeMeasure
+
+    class Recipes(Int8Method):
+        def recipes(self, job):
+            return [Recipe("plain", {"agreement": 0.975}), Recipe("distilled", {}), Recipe("percentile", {"agreement": 0.98})]
+
+        def write(self, job, recipe, folder):
+            if recipe.label == "distilled":
+                raise RecipeUnavailable("distillation skipped: the model does not trace with torch.fx")
+            (folder / "model.int8.onnx").write_text(str(recipe.settings["agreement"]))
+            return Candidate(folder / "model.int8.onnx")
+
+    job = SimpleNamespace(scratch=tmp_path, warnings=[])
+    trials = _try_recipes(SimpleNamespace(stage=lambda message: None), _RecipeMeasure(), Recipes(), job,
+                          budget=Budget(600.0), rule_p50=10.0)
+    assert [t.label for t in trials] == ["recipe: plain", "recipe: percentile"]
+    assert job.warnings == ["int8 recipe 'distilled' not tried: distillation skipped: the model does not trace "
+                            "with torch.fx"]
+    assert 0 < job.search_seconds_left <= 600.0  # what the distillation sizes itself by
+
+
+def _job(trained, tmp_path, *, distillable: bool):
+    from types import SimpleNamespace
+
+    from edgecnn.quantize import Int8Job
+
+    fp32 = _export(trained, tmp_path / "model.fp32.onnx")
+    profile = SimpleNamespace(reduce_range=False, opset=17, weight_bits_note="")
+    return Int8Job(fp32_path=fp32, calibration=_digits(64, 0), golden_inputs=_digits(16, "test"),
+                   scratch=tmp_path / "scratch", input_shape=(3, 32, 32), profile=profile,
+                   torch_model=lambda: trained, distillable=distillable, search_seconds_left=120.0)
+
+
+def test_the_distilled_recipe_comes_last_and_quantizes_the_tuned_graph(trained, tmp_path):
+    import onnx
+
+    from edgecnn.backends.onnxruntime.int8 import OnnxRuntimeInt8
+    from edgecnn.backends.tensorrt.int8 import TensorRTInt8
+
+    assert not any(r.settings.get("distilled") for r in OnnxRuntimeInt8().recipes(
+        _job(trained, tmp_path / "source", distillable=False)))  # an ONNX source: its graph is its own
+    job = _job(trained, tmp_path, distillable=True)
+    method = OnnxRuntimeInt8()
+    recipes = method.recipes(job)
+    assert [r.settings.get("distilled", False) for r in recipes] == [False] * (len(recipes) - 1) + [True]
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "distilled").mkdir()
+    plain = method.write(job, recipes[0], tmp_path / "plain").path
+    distilled = method.write(job, recipes[-1], tmp_path / "distilled").path
+    record = recipes[-1].settings["distillation"]
+    assert 0 < record["steps"] <= 300 and record["grid"] == "asymmetric activations, 8-bit per-channel weights"
+    names = [[n.name for n in onnx.load(str(p)).graph.node] for p in (plain, distilled)]
+    assert names[0] == names[1]  # the same graph: layers can be kept in float and re-quantized by name
+    assert method.calibration_record(job, recipes[-1].settings, {})["distillation"] == record
+    trt = [r for r in TensorRTInt8().recipes(job) if r.settings.get("distilled")]
+    assert len(trt) == 1 and trt[0].settings["symmetric_activations"] and trt[0].label.startswith("symmetric Q/DQ")
