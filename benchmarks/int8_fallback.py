@@ -74,7 +74,10 @@ def row_for(model: str, target: str, report: dict, p50: dict) -> dict:
             "layers_in_float": [f["user_name"] for f in record.get("layers_in_float") or []],
             "status": record.get("status", "int8" if int8 else "no int8"),
             "top1": part.get("top1"), "drop": part.get("drop"), "agreement": part.get("agreement"),
-            "report_samples": part.get("samples"), "agreement_whole_golden": parity.get("top1_agreement"),
+            "report_samples": part.get("samples"),
+            # The kept file's parity; where none was kept (missed, slower), the decision's own whole-golden score.
+            "agreement_whole_golden": parity.get("top1_agreement", (record.get("whole_golden") or {}).get("agreement")),
+            "distillation": (record.get("recipe") or {}).get("distillation"),
             "scored_with": record.get("scored_with"),
             "p50_int8_ms": p50.get("int8"), "p50_full_int8_ms": record.get("full_int8_p50_ms"),
             "p50_fp32_ms": p50.get("fp32"), "search_s": record.get("search_s"),
