@@ -33,7 +33,7 @@ def int8_step(ctx: BuildContext) -> None:
                   profile=ctx.profile, calib_method=ctx.request.calib_method,
                   options={"tflite_int8_scheme": ctx.request.tflite_int8_scheme},
                   torch_model=lambda: ctx.torch_model, stage=ctx.stage, warnings=ctx.warnings,
-                  distillable=ctx.request.distill and getattr(ctx.loaded, "write_onnx", None) is None)
+                  distillable=ctx.request.distill and _exported_from_torch(ctx))
     if not method.applies(job):
         return
     (decision, record), seconds = timed(lambda: _search(ctx, method, job))
@@ -52,6 +52,16 @@ def int8_step(ctx: BuildContext) -> None:
         extra["emulation_options"] = dict(method.emulation_options)
     ctx.add(files, format=method.format, runtime=method.runtime, precision="int8", seconds=seconds,
             score_options=scoring["options"], **{**extra, "layers_in_float": len(decision.float_layers), "int8": record})
+
+
+def _exported_from_torch(ctx: BuildContext) -> bool:
+    """Whether the fp32 ONNX was exported from the very torch module `ctx.torch_model` gives (so a copy of it
+    with tuned weights exports to the same graph): not for an ONNX source or a TorchScript module."""
+    if getattr(ctx.loaded, "write_onnx", None) is not None:
+        return False
+    import torch
+
+    return isinstance(ctx.loaded.model, torch.nn.Module) and not isinstance(ctx.loaded.model, torch.jit.ScriptModule)
 
 
 def _search(ctx: BuildContext, method, job):

@@ -57,95 +57,15 @@ class Grid:
         return f"{self.activations} activations, {bits}-bit per-channel weights"
 
 
-def weight_fake_quant(weight, qmax: int):
-    """Symmetric per-output-channel fake quantization, scale max|w| / qmax (straight-through gradient)."""
-    import torch
-
-    scale = weight.detach().abs().flatten(1).amax(1).clamp_min(1e-12) / qmax
-    zero = torch.zeros_like(scale, dtype=torch.int32)
-    return torch.fake_quantize_per_channel_affine(weight, scale, zero, 0, -qmax, qmax)
-
-
-def _modules():
-    """The torch modules, defined on first use (torch is imported only when a distillation runs)."""
-    import torch
-    from torch import nn
-
-    class FoldedLayer(nn.Module):
-        """A conv (or linear) with its BatchNorm folded in, its weight fake-quantized while training."""
-
-        def __init__(self, layer: nn.Module, bn: nn.Module | None, qmax: int):
-            super().__init__()
-            self.layer, self.bn, self.qmax = layer, bn, qmax
-            weight = layer.weight.detach().clone()
-            bias = layer.bias.detach().clone() if layer.bias is not None else torch.zeros(weight.shape[0])
-            if bn is not None:
-                k = self.bn_scale()
-                weight = weight * k.reshape(-1, *([1] * (weight.dim() - 1)))
-                bias = (bias - bn.running_mean) * k + bn.bias.detach()
-            self.register_buffer("step", weight.abs().flatten(1).amax(1).clamp_min(1e-12)
-                                 .reshape(-1, *([1] * (weight.dim() - 1))) / qmax)
-            self.codes, self.bias = nn.Parameter(weight / self.step), nn.Parameter(bias)
-
-        @property
-        def weight(self):
-            return self.codes * self.step
-
-        def bn_scale(self):
-            return (self.bn.weight / torch.sqrt(self.bn.running_var + self.bn.eps)).detach()
-
-        def forward(self, x):
-            return torch.func.functional_call(
-                self.layer, {"weight": weight_fake_quant(self.weight, self.qmax), "bias": self.bias}, (x,))
-
-        @torch.no_grad()
-        def write_back(self) -> None:
-            """The snapped folded weights into the original layer (and BN), so the graph exports unchanged."""
-            snapped = weight_fake_quant(self.weight, self.qmax)
-            if self.bn is None:
-                self.layer.weight.copy_(snapped)
-                if self.layer.bias is not None:
-                    self.layer.bias.copy_(self.bias)
-                return
-            k = self.bn_scale()
-            self.layer.weight.copy_(snapped / k.reshape(-1, *([1] * (snapped.dim() - 1))))
-            conv_bias = self.layer.bias if self.layer.bias is not None else torch.zeros_like(k)
-            # BN(conv(x, w / k) + c) = conv(x, w) + k * (c - mean) + beta: the mean carries the tuned bias.
-            self.bn.running_mean.copy_((self.bn.bias - self.bias) / k + conv_bias)
-
-    class ActivationFakeQuant(nn.Module):
-        """A tensor's fake quantization, its range the min/max over the calibration images."""
-
-        def __init__(self, symmetric: bool):
-            super().__init__()
-            self.symmetric, self.observing = symmetric, True
-            self.register_buffer("lo", torch.tensor(0.0))
-            self.register_buffer("hi", torch.tensor(0.0))
-
-        def forward(self, x):
-            if self.observing:
-                self.lo.copy_(torch.minimum(self.lo, x.detach().min()))
-                self.hi.copy_(torch.maximum(self.hi, x.detach().max()))
-                return x
-            if self.symmetric:
-                scale = max(float(torch.maximum(-self.lo, self.hi)) / 127, 1e-12)
-                return torch.fake_quantize_per_tensor_affine(x, scale, 0, -127, 127)
-            scale = max(float(self.hi - self.lo) / 255, 1e-12)
-            return torch.fake_quantize_per_tensor_affine(x, scale, int(round(-float(self.lo) / scale)), 0, 255)
-
-    return FoldedLayer, ActivationFakeQuant
-
-
 def fake_quantized(model, grid: Grid):
     """(student, its folded layers): `model` traced with BN folded and fake quantization where int8 will be.
 
     The student shares its conv, linear and BN modules with `model`: `write_back` edits `model` itself.
     """
-    import torch
     import torch.fx as fx
     from torch import nn
 
-    folded_cls, fake_quant_cls = _modules()
+    from edgecnn.quantize.fake_quant import FoldedLayer
 
     class Tracer(fx.Tracer):
         def is_leaf_module(self, m, name):
@@ -168,27 +88,32 @@ def fake_quantized(model, grid: Grid):
             bn = modules[users[0].target]
             users[0].replace_all_uses_with(node)
             student.graph.erase_node(users[0])
-        folded.append(folded_cls(layer, bn, grid.weight_qmax))
+        folded.append(FoldedLayer(layer, bn, grid.weight_qmax))
         student.add_submodule(node.target, folded[-1])
     if not folded:
         raise DistillUnavailable("the model has no convolution or linear layer to quantize")
-    _insert_activation_quant(student, fake_quant_cls, grid.activations == "symmetric", torch, fx)
+    _insert_activation_quant(student, symmetric=grid.activations == "symmetric")
     return student, folded
 
 
-def _insert_activation_quant(student, fake_quant_cls, symmetric: bool, torch, fx) -> None:
+def _insert_activation_quant(student, *, symmetric: bool) -> None:
     """A fake quantizer after every tensor that feeds a folded layer or an addition (the tensors int8 stores)."""
+    import torch
+    import torch.fx as fx
+
+    from edgecnn.quantize.fake_quant import ActivationFakeQuant, FoldedLayer
+
     modules = dict(student.named_modules())
     adds = (operator.add, operator.iadd, torch.add)
     fed: list = []
     for node in student.graph.nodes:
-        consumes = (node.op == "call_module" and type(modules.get(node.target)).__name__ == "FoldedLayer") or \
+        consumes = (node.op == "call_module" and isinstance(modules.get(node.target), FoldedLayer)) or \
                    (node.op == "call_function" and node.target in adds)
         if consumes:
             fed += [arg for arg in node.args if isinstance(arg, fx.Node) and arg not in fed]
     for index, source in enumerate(fed):
         name = f"edgecnn_activation_quant_{index}"
-        student.add_submodule(name, fake_quant_cls(symmetric))
+        student.add_submodule(name, ActivationFakeQuant(symmetric))
         with student.graph.inserting_after(source):
             quantized = student.graph.call_module(name, (source,))
         source.replace_all_uses_with(quantized, delete_user_cb=lambda user: user is not quantized)
@@ -237,7 +162,7 @@ def distilled_copy(model, calibration: np.ndarray, grid: Grid, *, seconds: float
         if hasattr(module, "observing"):
             module.observing = False
     optimizer = torch.optim.Adam([{"params": [layer.codes for layer in folded], "lr": weight_rate},
-                                  {"params": [layer.bias for layer in folded], "lr": BIAS_RATE}])
+                                  {"params": [layer.bias for layer in folded if layer.bias is not None], "lr": BIAS_RATE}])
     rates = [group["lr"] for group in optimizer.param_groups]
     views = _views(calibration, BATCH, np.random.default_rng(0))
     torch.manual_seed(0)
