@@ -587,3 +587,24 @@ def test_edgecnn_build_registers_engines_then_adopts(bundle, cli, tmp_path):
     assert all(a.extra["provenance"]["tensorrt"] for a in engines)
     second = cli("build", str(root))
     assert second.exit_code == 0 and "kept" in second.output
+
+
+def test_an_int8_search_that_keeps_no_qdq_graph_leaves_the_other_engines(cli, lenet_checkpoint, tmp_path, monkeypatch):
+    """Where the int8 choice misses the gate on the whole golden set (status `missed`), nothing int8 is kept:
+    the bundle plans the fp16 engine beside it, not an int8 engine without a source (that failed the export)."""
+    import json
+    from types import SimpleNamespace
+
+    from edgecnn.pipeline import int8 as pipeline_int8
+
+    record = {"status": "missed", "note": "the choice misses the gate on the whole golden set"}
+    monkeypatch.setattr(pipeline_int8, "_search", lambda ctx, method, job: (
+        SimpleNamespace(artifact=None, recipe={}, entry={}), record))
+    out = tmp_path / "jetson"
+    result = cli("export", str(lenet_checkpoint), "--target", "jetson", "--precision", "int8", "--out", str(out))
+    assert result.exit_code == 0, result.stderr + result.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert not [a for a in manifest["artifacts"] if a["precision"] == "int8"]
+    assert manifest["int8_search"]["tensorrt"]["status"] == "missed"
+    assert [e["precision"] for e in manifest["tensorrt"]["engines"]] == ["fp16"]
+    assert "no int8 engine planned" in result.stdout

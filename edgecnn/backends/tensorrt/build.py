@@ -16,7 +16,7 @@ from pathlib import Path
 
 from edgecnn.backends.onnxruntime import BACKEND as ONNX_RUNTIME
 from edgecnn.backends.tensorrt.bundle_parts import (
-    FP16_PURPOSE, TensorRTBundleParts, planned_precisions, write_engine_parts, write_fp16_graph,
+    FP16_PURPOSE, TensorRTBundleParts, kept_precisions, planned_precisions, write_engine_parts, write_fp16_graph,
 )
 from edgecnn.backends.tensorrt.engine import build_engine, register_engines
 from edgecnn.backends.tensorrt.plans import MANIFEST_SECTION
@@ -39,8 +39,12 @@ def build(ctx) -> None:
 def finish(ctx) -> None:
     """After the INT8 step: the engine plans, build_engine.sh, the README, and the engines where TensorRT is."""
     ctx.stage("preparing the TensorRT parts (engine plans, build_engine.sh)")
-    parts = write_engine_parts(ctx.writer.root, ctx.entries, ctx.profile,
-                               precisions=planned_precisions(ctx.profile, ctx.precision),
+    planned = planned_precisions(ctx.profile, ctx.precision)
+    precisions = kept_precisions(planned, ctx.entries)
+    if precisions != planned:
+        ctx.next_steps.append(f"no int8 engine planned: the int8 search kept no Q/DQ graph (its record is the "
+                              f"manifest's int8_search); engines planned: {', '.join(precisions)}")
+    parts = write_engine_parts(ctx.writer.root, ctx.entries, ctx.profile, precisions=precisions,
                                model_name=ctx.loaded.name, bundle_name=ctx.request.out.name)
     ctx.extra_manifest[MANIFEST_SECTION] = parts.manifest_section
     if importlib.util.find_spec("tensorrt") is not None:

@@ -214,6 +214,14 @@ def planned_precisions(profile: "DeviceProfile", precision: str | None) -> list[
     return [precision] + (["fp16"] if precision == "int8" and "fp16" in profile.precisions else [])
 
 
+def kept_precisions(planned: list[str], artifacts: Sequence) -> list[str]:
+    """The planned engines whose source the bundle has: an int8 search that kept no Q/DQ graph (it missed the
+    gate on the golden set) leaves the other engines (fp16 beside it, else fp32), not a failed export."""
+    have = {str(entry_dict(a).get("precision")) for a in artifacts}
+    kept = [p for p in planned if p != "int8" or "int8" in have]
+    return kept or ["fp32"]
+
+
 def write_engine_parts(root: Path, artifacts: Sequence, profile: "DeviceProfile", *, precisions: list[str],
                        model_name: str, bundle_name: str | None = None) -> TensorRTBundleParts:
     """The engine plans from a bundle's ONNX artifacts, build_engine.sh, README.md and the manifest section."""
