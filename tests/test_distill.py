@@ -191,3 +191,21 @@ def test_the_distilled_recipe_comes_last_and_quantizes_the_tuned_graph(trained, 
     assert method.calibration_record(job, recipes[-1].settings, {})["distillation"] == record
     trt = [r for r in TensorRTInt8().recipes(job) if r.settings.get("distilled")]
     assert len(trt) == 1 and trt[0].settings["symmetric_activations"] and trt[0].label.startswith("symmetric Q/DQ")
+
+
+def test_one_distillation_serves_the_second_search(trained, tmp_path):
+    """The pipeline's second search runs on a copy of the job (dataclasses.replace, another scratch folder): it
+    reuses the distilled source instead of training again."""
+    from dataclasses import replace
+
+    from edgecnn.quantize.distill import Grid
+    from edgecnn.quantize.distilled import distilled_source
+
+    job = _job(trained, tmp_path, distillable=True)
+    first = distilled_source(job, Grid())
+
+    def trained_again():
+        raise AssertionError("distilled a second time")
+
+    assert distilled_source(replace(job, scratch=tmp_path / "again", torch_model=trained_again), Grid()) == first
+    assert distilled_source(job, Grid("symmetric"))[0] != first[0]  # another grid is another distillation

@@ -3,12 +3,11 @@
 A Q/DQ method (ONNX Runtime, TensorRT) quantizes this file instead of the fp32 artifact; it is the same graph
 with the same node names (the tuned copy keeps the model's modules, so `export_onnx` writes what it wrote for
 the artifact), which is what lets the search keep layers in float and quantize again by name as for any recipe.
-One distillation per grid and export, cached in the job's scratch folder.
+One distillation per grid and export (the job keeps it for the second search).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from edgecnn.quantize.distill import DistillUnavailable, Grid, distilled_copy
@@ -30,11 +29,11 @@ def distilled_source(job: Int8Job, grid: Grid) -> tuple[Path, dict]:
     if not job.distillable or job.torch_model is None:
         raise RecipeUnavailable("the fp32 graph was not exported from a torch module here (an ONNX source), so a "
                                 "tuned copy would not export to the same graph")
+    key = (grid.activations, grid.weight_qmax)
+    if key in job.distilled:
+        return job.distilled[key]
     folder = job.scratch / "int8-distilled"
     path = folder / f"{grid.activations}-w{grid.weight_qmax}.fp32.onnx"
-    record_path = path.with_suffix(".json")
-    if path.is_file() and record_path.is_file():
-        return path, json.loads(record_path.read_text())
     seconds = BUDGET_SHARE * (job.search_seconds_left if job.search_seconds_left is not None else 300.0)
     job.stage(f"INT8: distilling the weights onto the int8 grid ({grid.words()}, up to {seconds:.0f} s)")
     try:
@@ -43,5 +42,5 @@ def distilled_source(job: Int8Job, grid: Grid) -> tuple[Path, dict]:
         raise RecipeUnavailable(f"distillation skipped: {why}") from why
     folder.mkdir(parents=True, exist_ok=True)
     export_onnx(tuned, tuple(job.input_shape), path, opset=job.profile.opset, sample=job.calibration[:2])
-    record_path.write_text(json.dumps(record))
+    job.distilled[key] = (path, record)
     return path, record

@@ -40,6 +40,9 @@ class Int8Job:
     # the same graph and node names (the distilled recipe needs that; an ONNX source's graph is its own).
     distillable: bool = False
     search_seconds_left: float | None = None  # set by the search before each recipe is written
+    # Distilled sources by grid, shared by the copies the second search makes (dataclasses.replace keeps this
+    # dict): one distillation per export, not one per search.
+    distilled: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
