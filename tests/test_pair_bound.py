@@ -128,12 +128,14 @@ def _run(path, images, *, emulate):
 def test_the_bounded_recipe_is_tried_first_where_weights_are_7_bit(reduce_range):
     from edgecnn.backends.onnxruntime.int8 import OnnxRuntimeInt8
 
-    job = SimpleNamespace(calib_method="minmax", profile=SimpleNamespace(reduce_range=reduce_range))
+    job = SimpleNamespace(calib_method="minmax", profile=SimpleNamespace(reduce_range=reduce_range), distillable=True)
     recipes = OnnxRuntimeInt8().recipes(job)
     bounded = [r for r in recipes if r.settings.get("pair_bound")]
+    # The distilled recipe comes last, on the same weight grid as the plain ones (edgecnn.quantize.distill).
+    assert recipes[-1].settings.get("distilled") and recipes[-1].settings["weight_bits"] == (7 if reduce_range else 8)
     if reduce_range:
-        assert recipes[0] is bounded[0] and recipes[1].settings["weight_bits"] == 7 and len(recipes) == 3
+        assert recipes[0] is bounded[0] and recipes[1].settings["weight_bits"] == 7 and len(recipes) == 4
         scoring = OnnxRuntimeInt8().scoring(job, bounded[0].settings)
         assert scoring["options"] == {} and "cannot saturate" in scoring["arithmetic"]
     else:
-        assert not bounded and [r.settings["weight_bits"] for r in recipes] == [8, 8]
+        assert not bounded and [r.settings["weight_bits"] for r in recipes] == [8, 8, 8]
