@@ -2,7 +2,8 @@
 
 Minmax int8 of EfficientNet-Lite1 flips about 1.9 % of the predictions of its fp32 model (2,000 views of 200
 real photos, exact Q/DQ arithmetic); no float layer, range setting or rounding trick we measured closes that
-(benchmarks/int8_methods.md). What does is letting the weights absorb the quantization noise: every BatchNorm
+(benchmarks/int8_methods.md). What cut it to 1.05 % (benchmarks/int8_qft.md) is letting the weights absorb the
+quantization noise, no layer in float: every BatchNorm
 is folded into its convolution, every folded weight is fake-quantized on the grid the runtime's quantizer
 will derive from it (symmetric per output channel, scale = max|w| / qmax), every tensor feeding a convolution,
 a linear layer or an addition is fake-quantized with the minmax range of the calibration images, and the
@@ -11,8 +12,9 @@ weights are trained to match the fp32 model's softmax (KL divergence) on random 
 
 The tuned weights are then snapped onto that grid and written back into a copy of the model itself (conv
 weight / BN scale, BN mean for the bias), so the copy exports to the same graph, with the same node names, as
-the original, and any runtime whose per-channel quantizer uses max|w| / qmax (ONNX Runtime, TensorRT's Q/DQ,
-PT2E's XNNPACK quantizer) finds exactly the codes the training saw; it still calibrates activations itself.
+the original, and a runtime whose per-channel quantizer uses max|w| / qmax finds exactly the codes the training
+saw (ONNX Runtime and TensorRT's Q/DQ, tested; PT2E's XNNPACK quantizer uses the same scale but is not wired to
+it; OpenVINO's NNCF moves weights itself, by bias correction and its 7-bit fix). Each calibrates activations itself.
 """
 
 from __future__ import annotations
