@@ -133,7 +133,7 @@ def test_a_recipe_that_cannot_be_written_is_said_and_the_search_goes_on(tmp_path
     from types import SimpleNamespace
 
     from edgecnn.quantize import Candidate, Int8Method, Recipe
-    from edgecnn.quantize.distilled import RecipeUnavailable
+    from edgecnn.quantize import RecipeUnavailable
     from edgecnn.quantize.fallback import Budget, _try_recipes
     from test_requantize_hook import _RecipeMeasure
 

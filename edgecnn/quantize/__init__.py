@@ -10,10 +10,10 @@ from edgecnn.quantize.fallback import (
     DEFAULT_SEARCH_BUDGET_S, RANKING_SAMPLES, Int8Decision, SearchRequest, search_int8,
 )
 from edgecnn.quantize.gate import Gate, Score, score
-from edgecnn.quantize.method import Candidate, Int8Job, Int8Method, Measure, Recipe
+from edgecnn.quantize.method import Candidate, Int8Job, Int8Method, Measure, Recipe, RecipeUnavailable
 from edgecnn.quantize.names import module_path
 from edgecnn.quantize.search import AIM_AGREEMENT, Budget, Int8Status, Layer, Trial, rank_layers
 
 __all__ = ["AIM_AGREEMENT", "DEFAULT_SEARCH_BUDGET_S", "RANKING_SAMPLES", "Budget", "Candidate", "Gate", "Int8Decision", "Int8Job",
-           "Int8Method", "Int8Status", "Layer", "Measure", "Recipe", "Score", "SearchRequest", "Trial", "module_path", "rank_layers",
+           "Int8Method", "Int8Status", "Layer", "Measure", "Recipe", "RecipeUnavailable", "Score", "SearchRequest", "Trial", "module_path", "rank_layers",
            "score", "search_int8"]

@@ -3,9 +3,8 @@
 Minmax int8 of EfficientNet-Lite1 flips about 1.9 % of the predictions of its fp32 model (2,000 views of 200
 real photos, exact Q/DQ arithmetic); no float layer, range setting or rounding trick we measured closes that
 (benchmarks/int8_methods.md). What cut it to 1.05 % (benchmarks/int8_qft.md) is letting the weights absorb the
-quantization noise, no layer in float: every BatchNorm
-is folded into its convolution, every folded weight is fake-quantized on the grid the runtime's quantizer
-will derive from it (symmetric per output channel, scale = max|w| / qmax), every tensor feeding a convolution,
+quantization noise, no layer in float: every BatchNorm is folded into its convolution, every folded weight is
+fake-quantized on the grid the runtime's quantizer will derive from it (symmetric per output channel, scale = max|w| / qmax), every tensor feeding a convolution,
 a linear layer or an addition is fake-quantized with the minmax range of the calibration images, and the
 weights are trained to match the fp32 model's softmax (KL divergence) on random crops and mirror images of the
 *calibration* images only: the golden set the export is checked on is never seen.

@@ -2,7 +2,8 @@
 
 A Q/DQ method (ONNX Runtime, TensorRT) quantizes this file instead of the fp32 artifact; it is the same graph
 with the same node names (the tuned copy keeps the model's modules, so `export_onnx` writes what it wrote for
-the artifact), which is what lets the search keep layers in float and quantize again by name as for any recipe.
+the artifact), so the candidate's layers read as any recipe's. Layers are never kept in float from it: the search
+falls back from the best plain recipe (edgecnn.quantize.fallback.search_int8).
 One distillation per grid and export (the job keeps it for the second search).
 """
 
@@ -11,15 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgecnn.quantize.distill import DistillUnavailable, Grid, distilled_copy
-from edgecnn.quantize.method import Int8Job
+from edgecnn.quantize.method import Int8Job, RecipeUnavailable
 
 # Share of the search budget left when the recipe is written that the distillation may take: the rest is for
 # scoring it and, if it still misses, the float-layer fallback.
 BUDGET_SHARE = 0.5
-
-
-class RecipeUnavailable(Exception):
-    """A recipe that cannot be written for this model here (said to the user; the search goes on without it)."""
 
 
 def distilled_source(job: Int8Job, grid: Grid) -> tuple[Path, dict]:

@@ -7,9 +7,19 @@ import torch
 from torch import nn
 
 
+def channel_scale(weight, qmax: int):
+    """Each output channel's grid step, the one a per-channel symmetric quantizer derives: max|w| / qmax."""
+    return weight.detach().abs().flatten(1).amax(1).clamp_min(1e-12) / qmax
+
+
+def per_channel(values, like):
+    """`values` (one per output channel) shaped to broadcast over the weight `like`."""
+    return values.reshape(-1, *([1] * (like.dim() - 1)))
+
+
 def weight_fake_quant(weight, qmax: int):
-    """Symmetric per-output-channel fake quantization, scale max|w| / qmax (straight-through gradient)."""
-    scale = weight.detach().abs().flatten(1).amax(1).clamp_min(1e-12) / qmax
+    """Symmetric per-output-channel fake quantization on `channel_scale`'s grid (straight-through gradient)."""
+    scale = channel_scale(weight, qmax)
     zero = torch.zeros_like(scale, dtype=torch.int32)
     return torch.fake_quantize_per_channel_affine(weight, scale, zero, 0, -qmax, qmax)
 
@@ -24,10 +34,9 @@ class FoldedLayer(nn.Module):
         bias = layer.bias.detach().clone() if layer.bias is not None else torch.zeros(weight.shape[0])
         if bn is not None:
             k = self.bn_scale()
-            weight = weight * k.reshape(-1, *([1] * (weight.dim() - 1)))
+            weight = weight * per_channel(k, weight)
             bias = (bias - bn.running_mean) * k + bn.bias.detach()
-        self.register_buffer("step", weight.abs().flatten(1).amax(1).clamp_min(1e-12)
-                             .reshape(-1, *([1] * (weight.dim() - 1))) / qmax)
+        self.register_buffer("step", per_channel(channel_scale(weight, qmax), weight))
         self.codes = nn.Parameter(weight / self.step)
         # A bias-free layer with no BN stays bias-free: a trained bias would have nowhere to go back to.
         self.bias = nn.Parameter(bias) if bn is not None or layer.bias is not None else None
@@ -53,10 +62,11 @@ class FoldedLayer(nn.Module):
                 self.layer.bias.copy_(self.bias)
             return
         k = self.bn_scale()
-        self.layer.weight.copy_(snapped / k.reshape(-1, *([1] * (snapped.dim() - 1))))
+        self.layer.weight.copy_(snapped / per_channel(k, snapped))
         conv_bias = self.layer.bias if self.layer.bias is not None else torch.zeros_like(k)
         # BN(conv(x, w / k) + c) = conv(x, w) + k * (c - mean) + beta: the mean carries the tuned bias.
         self.bn.running_mean.copy_((self.bn.bias - self.bias) / k + conv_bias)
+
 
 class ActivationFakeQuant(nn.Module):
     """A tensor's fake quantization, its range the min/max over the calibration images."""
@@ -77,6 +87,3 @@ class ActivationFakeQuant(nn.Module):
             return torch.fake_quantize_per_tensor_affine(x, scale, 0, -127, 127)
         scale = max(float(self.hi - self.lo) / 255, 1e-12)
         return torch.fake_quantize_per_tensor_affine(x, scale, int(round(-float(self.lo) / scale)), 0, 255)
-
-
-

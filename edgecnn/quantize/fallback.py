@@ -19,8 +19,7 @@ import numpy as np
 
 from edgecnn.errors import CheckFailedError
 from edgecnn.quantize.gate import Gate, Score, score
-from edgecnn.quantize.distilled import RecipeUnavailable
-from edgecnn.quantize.method import Candidate, Int8Job, Int8Method, Measure, Recipe
+from edgecnn.quantize.method import Candidate, Int8Job, Int8Method, Measure, Recipe, RecipeUnavailable
 from edgecnn.quantize.search import (
     AIM_AGREEMENT, MIX_MIN_SPEEDUP, Budget, Int8Status, Layer, SearchOutcome, Trial, by_gain_per_ms, float_cap,
     rank_layers, search_fallback,

@@ -20,6 +20,11 @@ from edgecnn.quantize.search import Layer
 from edgecnn.stages import Stage, quiet
 
 
+class RecipeUnavailable(Exception):
+    """Raised by `Int8Method.write` for a recipe that cannot be written for this model here (the reason is said
+    to the user; the search goes on without it)."""
+
+
 @dataclass
 class Int8Job:
     """One export's INT8 inputs: plain data, no callbacks into the build."""
